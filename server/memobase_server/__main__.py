@@ -1,0 +1,3 @@
+from memobase_server.cli import main
+
+raise SystemExit(main())

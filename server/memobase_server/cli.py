@@ -1,0 +1,63 @@
+"""Command line: `memobase-server serve | check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+
+from memobase_server.app import Application
+from memobase_server.config.loader import ConfigError, load_settings
+from memobase_server.config.settings import Settings
+from memobase_server.logs import configure_logging
+
+log = logging.getLogger("memobase")
+
+
+async def _serve(settings: Settings) -> None:
+    app = Application(settings)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    await app.start()
+    log.info("ready (gRPC %d, REST %d)", app.grpc_port, app.http_port)
+    await stop_requested.wait()
+    await app.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memobase-server",
+        description="Long-term user memory for LLM applications: gRPC + Memobase REST API.",
+    )
+    parser.add_argument(
+        "--config", help="path of config.yaml (default: $MEMOBASE_CONFIG or ./config.yaml)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the gRPC server and the REST gateway")
+    commands.add_parser("check-config", help="validate the configuration and print it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "check-config":
+            print(settings.model_dump_json(indent=2))
+            return 0
+        configure_logging(settings.log_format, settings.log_level)
+        uvloop.run(_serve(settings))
+    except ConfigError as exc:
+        print(f"memobase-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""REST gateway: HTTP/JSON → gRPC transcoding driven by the `google.api.http` annotations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+from memobase_server.gen.memobase.v1 import (
+    blob_pb2,
+    event_pb2,
+    profile_pb2,
+    project_pb2,
+    user_pb2,
+)
+
+from .app import DEFAULT_DEADLINE_S, DEFAULT_MAX_BODY_BYTES, ExtraRoute, GatewayApp
+from .routes import Route, Router
+
+__all__ = ["ExtraRoute", "GatewayApp", "Route", "Router", "build_gateway", "service_descriptors"]
+
+
+def service_descriptors() -> list[ServiceDescriptor]:
+    """The five Memobase services exposed over REST."""
+    return [
+        user_pb2.DESCRIPTOR.services_by_name["UserService"],
+        blob_pb2.DESCRIPTOR.services_by_name["BlobService"],
+        profile_pb2.DESCRIPTOR.services_by_name["ProfileService"],
+        event_pb2.DESCRIPTOR.services_by_name["EventService"],
+        project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
+    ]
+
+
+def build_gateway(
+    channel: grpc.aio.Channel,
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    extra_routes: Mapping[str, ExtraRoute] | None = None,
+) -> GatewayApp:
+    """The gateway for the five Memobase services, calling them over `channel`."""
+    return GatewayApp(
+        Router.from_services(service_descriptors()),
+        channel,
+        deadline_s=deadline_s,
+        max_body_bytes=max_body_bytes,
+        extra_routes=extra_routes,
+    )
