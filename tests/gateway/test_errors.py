@@ -46,7 +46,6 @@ def details_metadata(reason: str) -> tuple[tuple[str, bytes], ...]:
         (grpc.StatusCode.NOT_FOUND, 200, 404),
         (grpc.StatusCode.ALREADY_EXISTS, 200, 409),
         (grpc.StatusCode.ABORTED, 200, 409),
-        (grpc.StatusCode.UNAUTHENTICATED, 401, 401),
         (grpc.StatusCode.PERMISSION_DENIED, 403, 403),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, 200, 503),
         (grpc.StatusCode.UNAVAILABLE, 200, 503),
@@ -85,6 +84,11 @@ def test_message_size_limit_is_413() -> None:
     assert (quota.status, quota.errno) == (200, 503)
 
 
+def test_unauthenticated_names_the_path() -> None:
+    failure = from_rpc_status(grpc.StatusCode.UNAUTHENTICATED, "Invalid token", None, RID, "/x")
+    assert failure == HttpError(401, 401, "Unauthorized access to /x. Invalid token")
+
+
 def test_malformed_request_error_info_is_422() -> None:
     failure = from_rpc_status(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -92,7 +96,14 @@ def test_malformed_request_error_info_is_422() -> None:
         details_metadata(MALFORMED_REQUEST),
         RID,
     )
-    assert failure == HttpError(422, 422, "user_id: must be a UUID v4 or v5")
+    assert (failure.status, failure.errno, failure.errmsg) == (
+        422,
+        422,
+        "user_id: must be a UUID v4 or v5",
+    )
+    assert failure.detail == (
+        {"loc": [], "msg": "user_id: must be a UUID v4 or v5", "type": "value_error"},
+    )
 
 
 def test_other_error_info_reasons_keep_the_code_mapping() -> None:
@@ -125,7 +136,14 @@ def test_connection_failures_do_not_name_internal_addresses() -> None:
 
 def test_gateway_level_errors() -> None:
     failure = decode_error(DecodeError("page", "invalid integer 'x'"))
-    assert failure == HttpError(422, 422, "Invalid request: page: invalid integer 'x'")
+    assert (failure.status, failure.errno, failure.errmsg) == (
+        422,
+        422,
+        "Invalid request: page: invalid integer 'x'",
+    )
+    assert failure.detail == (
+        {"loc": ["page"], "msg": "invalid integer 'x'", "type": "value_error"},
+    )
     assert (not_found("GET", "/x").status, not_found("GET", "/x").errno) == (404, 404)
     assert (method_not_allowed("PATCH", "/x").status, method_not_allowed("PATCH", "/x").errno) == (
         405,

@@ -202,7 +202,7 @@ def test_too_many_parameters_is_a_decode_error() -> None:
 
 
 def test_well_known_message_fields_parse_from_their_json_string_form() -> None:
-    request = user_pb2.CreateUserRequest()
+    request = user_pb2.GetUserResponse()
     apply_query(request, parse_query("created_at=2025-06-01T08:00:00.5Z&id=abc"))
     assert request.created_at.seconds == 1748764800
     assert request.created_at.nanos == 500_000_000

@@ -49,8 +49,16 @@ def encode_json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def envelope(data: object, errno: int = 0, errmsg: str = "") -> bytes:
-    return encode_json({"data": data, "errno": errno, "errmsg": errmsg})
+def envelope(
+    data: object,
+    errno: int = 0,
+    errmsg: str = "",
+    detail: tuple[dict[str, object], ...] | None = None,
+) -> bytes:
+    body: dict[str, object] = {"data": data, "errno": errno, "errmsg": errmsg}
+    if detail is not None:
+        body["detail"] = list(detail)
+    return encode_json(body)
 
 
 class GatewayApp:
@@ -164,7 +172,7 @@ class GatewayApp:
             data = codec.render_response(route, response)
         except grpc.aio.AioRpcError as error:
             failure = errors.from_rpc_status(
-                error.code(), error.details(), error.trailing_metadata(), request_id
+                error.code(), error.details(), error.trailing_metadata(), request_id, raw_path
             )
             if failure.errno == 500:
                 _log.error(
@@ -250,7 +258,7 @@ def _error(
 ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
     return (
         failure.status,
-        envelope(None, failure.errno, failure.errmsg),
+        envelope(None, failure.errno, failure.errmsg, failure.detail),
         JSON_CONTENT_TYPE,
         extra or [],
     )

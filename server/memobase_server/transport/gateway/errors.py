@@ -32,10 +32,14 @@ class HttpError:
     status: int
     errno: int
     errmsg: str
+    # FastAPI-style validation details, kept beside the envelope on 422 answers.
+    detail: tuple[dict[str, object], ...] | None = None
 
 
 def decode_error(error: DecodeError) -> HttpError:
-    return HttpError(422, 422, f"Invalid request: {error}")
+    loc = [part for part in error.field.split(".") if part] if error.field else []
+    detail: dict[str, object] = {"loc": loc, "msg": error.problem, "type": "value_error"}
+    return HttpError(422, 422, f"Invalid request: {error}", (detail,))
 
 
 def not_found(method: str, path: str) -> HttpError:
@@ -98,11 +102,15 @@ def from_rpc_status(
     details: str | None,
     trailing_metadata: Iterable[object] | None,
     request_id: str,
+    path: str = "",
 ) -> HttpError:
     """Maps a gRPC status to the envelope; internal failures never leak their details."""
     message = details or ""
     if error_reason(trailing_metadata) == MALFORMED_REQUEST:
-        return HttpError(422, 422, message or "Malformed request")
+        message = message or "Malformed request"
+        return HttpError(422, 422, message, ({"loc": [], "msg": message, "type": "value_error"},))
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return HttpError(401, 401, f"Unauthorized access to {path}. {message}".strip())
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and message.lower().startswith(
         _MESSAGE_TOO_LARGE
     ):

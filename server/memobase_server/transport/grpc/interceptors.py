@@ -69,7 +69,12 @@ class CallInterceptor(ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                return await inner(request, context)
+                # Work stops when the caller's deadline passes, not only the reply.
+                async with asyncio.timeout(context.time_remaining()):
+                    return await inner(request, context)
+            except TimeoutError:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                await context.abort(code, "Deadline exceeded")
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise

@@ -481,12 +481,12 @@ class BlobInput(_message.Message):
         """Free-form fields stored beside the blob."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp:
-        """Accepted for compatibility and ignored: the server stamps its own time."""
+    def created_at(self) -> _struct_pb2.Value:
+        """Accepted in any form for compatibility and ignored: the server stamps its own time."""
 
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp:
-        """Accepted for compatibility and ignored."""
+    def updated_at(self) -> _struct_pb2.Value:
+        """Accepted in any form for compatibility and ignored."""
 
     def __init__(
         self,
@@ -494,8 +494,8 @@ class BlobInput(_message.Message):
         blob_type: Global___BlobType.ValueType = ...,
         blob_data: _struct_pb2.Struct | None = ...,
         fields: _struct_pb2.Struct | None = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _struct_pb2.Value | None = ...,
+        updated_at: _struct_pb2.Value | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["blob_data", b"blob_data", "created_at", b"created_at", "fields", b"fields", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

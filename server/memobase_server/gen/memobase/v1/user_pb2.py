@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memobase/v1/user.proto\x12\x0bmemobase.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x11\x43reateUserRequest\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x02id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\n\x03_id\" \n\x12\x43reateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xa4\x01\n\x0fGetUserResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\n\n\x02id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x11UpdateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\" \n\x12UpdateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse2\xc3\x03\n\x0bUserService\x12g\n\nCreateUser\x12\x1e.memobase.v1.CreateUserRequest\x1a\x1f.memobase.v1.CreateUserResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/v1/users:\x01*\x12\x65\n\x07GetUser\x12\x1b.memobase.v1.GetUserRequest\x1a\x1c.memobase.v1.GetUserResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/users/{user_id}\x12t\n\nUpdateUser\x12\x1e.memobase.v1.UpdateUserRequest\x1a\x1f.memobase.v1.UpdateUserResponse\"%\x82\xd3\xe4\x93\x02\x1f\x1a\x17/api/v1/users/{user_id}:\x04\x64\x61ta\x12n\n\nDeleteUser\x12\x1e.memobase.v1.DeleteUserRequest\x1a\x1f.memobase.v1.DeleteUserResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/users/{user_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memobase/v1/user.proto\x12\x0bmemobase.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x11\x43reateUserRequest\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x02id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12*\n\ncreated_at\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12*\n\nupdated_at\x18\x04 \x01(\x0b\x32\x16.google.protobuf.ValueB\x05\n\x03_id\" \n\x12\x43reateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xa4\x01\n\x0fGetUserResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\n\n\x02id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x11UpdateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\" \n\x12UpdateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse2\xc3\x03\n\x0bUserService\x12g\n\nCreateUser\x12\x1e.memobase.v1.CreateUserRequest\x1a\x1f.memobase.v1.CreateUserResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/v1/users:\x01*\x12\x65\n\x07GetUser\x12\x1b.memobase.v1.GetUserRequest\x1a\x1c.memobase.v1.GetUserResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/users/{user_id}\x12t\n\nUpdateUser\x12\x1e.memobase.v1.UpdateUserRequest\x1a\x1f.memobase.v1.UpdateUserResponse\"%\x82\xd3\xe4\x93\x02\x1f\x1a\x17/api/v1/users/{user_id}:\x04\x64\x61ta\x12n\n\nDeleteUser\x12\x1e.memobase.v1.DeleteUserRequest\x1a\x1f.memobase.v1.DeleteUserResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/users/{user_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,21 +43,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\031*\027/api/v1/users/{user_id}'
   _globals['_CREATEUSERREQUEST']._serialized_start=133
-  _globals['_CREATEUSERREQUEST']._serialized_end=311
-  _globals['_CREATEUSERRESPONSE']._serialized_start=313
-  _globals['_CREATEUSERRESPONSE']._serialized_end=345
-  _globals['_GETUSERREQUEST']._serialized_start=347
-  _globals['_GETUSERREQUEST']._serialized_end=380
-  _globals['_GETUSERRESPONSE']._serialized_start=383
-  _globals['_GETUSERRESPONSE']._serialized_end=547
-  _globals['_UPDATEUSERREQUEST']._serialized_start=549
-  _globals['_UPDATEUSERREQUEST']._serialized_end=624
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=626
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=658
-  _globals['_DELETEUSERREQUEST']._serialized_start=660
-  _globals['_DELETEUSERREQUEST']._serialized_end=696
-  _globals['_DELETEUSERRESPONSE']._serialized_start=698
-  _globals['_DELETEUSERRESPONSE']._serialized_end=718
-  _globals['_USERSERVICE']._serialized_start=721
-  _globals['_USERSERVICE']._serialized_end=1172
+  _globals['_CREATEUSERREQUEST']._serialized_end=303
+  _globals['_CREATEUSERRESPONSE']._serialized_start=305
+  _globals['_CREATEUSERRESPONSE']._serialized_end=337
+  _globals['_GETUSERREQUEST']._serialized_start=339
+  _globals['_GETUSERREQUEST']._serialized_end=372
+  _globals['_GETUSERRESPONSE']._serialized_start=375
+  _globals['_GETUSERRESPONSE']._serialized_end=539
+  _globals['_UPDATEUSERREQUEST']._serialized_start=541
+  _globals['_UPDATEUSERREQUEST']._serialized_end=616
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=618
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=650
+  _globals['_DELETEUSERREQUEST']._serialized_start=652
+  _globals['_DELETEUSERREQUEST']._serialized_end=688
+  _globals['_DELETEUSERRESPONSE']._serialized_start=690
+  _globals['_DELETEUSERRESPONSE']._serialized_end=710
+  _globals['_USERSERVICE']._serialized_start=713
+  _globals['_USERSERVICE']._serialized_end=1164
 # @@protoc_insertion_point(module_scope)

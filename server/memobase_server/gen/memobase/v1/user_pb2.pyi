@@ -33,20 +33,20 @@ class CreateUserRequest(_message.Message):
         """Free-form user data."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp:
-        """Accepted for compatibility and ignored."""
+    def created_at(self) -> _struct_pb2.Value:
+        """Accepted in any form for compatibility and ignored: the server stamps its own time."""
 
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp:
-        """Accepted for compatibility and ignored."""
+    def updated_at(self) -> _struct_pb2.Value:
+        """Accepted in any form for compatibility and ignored."""
 
     def __init__(
         self,
         *,
         data: _struct_pb2.Struct | None = ...,
         id: _builtins.str | None = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _struct_pb2.Value | None = ...,
+        updated_at: _struct_pb2.Value | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "created_at", b"created_at", "data", b"data", "id", b"id", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
