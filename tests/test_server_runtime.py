@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import uuid
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from memobase import MemoBaseClient
 
 from memobase_server.gen.memobase.v1 import user_pb2
-from tests.conftest import Stack, Stubs, start_server, stop_server
+from tests import servers
+from tests.conftest import ROOT_TOKEN, Stack, Stubs, start_server, stop_server
 
 FIVE_SERVICES = {
     "memobase.v1.UserService",
@@ -93,3 +97,39 @@ def test_sigterm_drains_and_exits_cleanly(
         stubs.users.CreateUser(user_pb2.CreateUserRequest(), metadata=stubs.metadata)
     assert stop_server(process) == 0
     assert "stopped" in log_path.read_text()
+
+
+def test_gateway_runs_as_a_separate_process(
+    mongo_url: str, redis_url: str, tmp_path: pathlib.Path
+) -> None:
+    process, grpc_port, unused_http_port, _ = start_server(
+        tmp_path,
+        mongo_url,
+        redis_url,
+        f"memobase_test_{uuid.uuid4().hex[:8]}",
+        MEMOBASE_GATEWAY="off",
+    )
+    http_port = servers.free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "memobase_server", "gateway"],
+        env={
+            **os.environ,
+            "MEMOBASE_GATEWAY_GRPC_TARGET": f"127.0.0.1:{grpc_port}",
+            "MEMOBASE_HTTP_PORT": str(http_port),
+            "MEMOBASE_CONFIG": str(tmp_path / "config.yaml"),
+        },
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        servers.wait_for_port("127.0.0.1", http_port, 30, process=gateway)
+        client = MemoBaseClient(api_key=ROOT_TOKEN, project_url=f"http://127.0.0.1:{http_port}")
+        assert client.ping()
+        user_id = client.add_user({"via": "gateway"})
+        assert client.get_user(user_id).fields["data"] == {"via": "gateway"}
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", unused_http_port), timeout=1).close()
+    finally:
+        assert stop_server(gateway) == 0
+        assert stop_server(process) == 0

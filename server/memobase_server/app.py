@@ -46,6 +46,45 @@ def _root_token(settings: Settings) -> str:
     return token
 
 
+class RestGateway:
+    """The REST gateway's HTTP server, dialing the gRPC server at a target: in the server's own
+    process by default, or alone (`memobase-server gateway`) in front of remote servers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._channel: grpc.aio.Channel | None = None
+        self._http: HttpServer | None = None
+
+    @property
+    def port(self) -> int:
+        return self._http.port if self._http else 0
+
+    async def start(self, target: str) -> int:
+        settings = self._settings
+        self._channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", settings.max_request_bytes),
+                ("grpc.max_send_message_length", settings.max_request_bytes),
+            ],
+        )
+        gateway = build_gateway(
+            self._channel,
+            deadline_s=settings.request_deadline_seconds,
+            max_body_bytes=settings.max_request_bytes,
+        )
+        self._http = HttpServer(gateway)
+        port = await self._http.start(settings.host, settings.http_port)
+        log.info("REST gateway listening on %s:%d, calling gRPC at %s", settings.host, port, target)
+        return port
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+
+
 class Application:
     """Owns every long-lived resource; `start` brings them up in order, `stop` in reverse."""
 
@@ -74,8 +113,7 @@ class Application:
             Authenticator(root_token, project_repo, key_cache),
             max_message_bytes=settings.max_request_bytes,
         )
-        self.http: HttpServer | None = None
-        self._gateway_channel: grpc.aio.Channel | None = None
+        self.gateway = RestGateway(settings) if settings.gateway == "in_process" else None
         self._stopped = asyncio.Event()
 
     @property
@@ -84,7 +122,7 @@ class Application:
 
     @property
     def http_port(self) -> int:
-        return self.http.port if self.http else 0
+        return self.gateway.port if self.gateway else 0
 
     async def _wait_for_storage(self) -> None:
         for attempt in range(1, STARTUP_ATTEMPTS + 1):
@@ -104,26 +142,8 @@ class Application:
         await self.projects.ensure_root()
         grpc_port = await self.grpc.start(settings.host, settings.grpc_port)
         log.info("gRPC listening on %s:%d", settings.host, grpc_port)
-        if settings.gateway == "in_process":
-            target = settings.gateway_grpc_target or f"127.0.0.1:{grpc_port}"
-            self._gateway_channel = grpc.aio.insecure_channel(
-                target,
-                options=[
-                    ("grpc.max_receive_message_length", settings.max_request_bytes),
-                    ("grpc.max_send_message_length", settings.max_request_bytes),
-                ],
-            )
-            gateway = build_gateway(
-                self._gateway_channel,
-                deadline_s=settings.request_deadline_seconds,
-                max_body_bytes=settings.max_request_bytes,
-            )
-            self.http = HttpServer(gateway)
-            http_port = await self.http.start(settings.host, settings.http_port)
-            log.info("REST gateway listening on %s:%d", settings.host, http_port)
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
+        if self.gateway is not None:
+            await self.gateway.start(settings.gateway_grpc_target or f"127.0.0.1:{grpc_port}")
 
     async def stop(self) -> None:
         """Graceful: health NOT_SERVING, the gateway drains, in-flight gRPC calls get the grace
@@ -132,11 +152,9 @@ class Application:
             return
         self._stopped.set()
         log.info("shutting down")
-        if self.http is not None:
-            await self.http.stop()
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.grpc.stop(self.settings.shutdown_grace_seconds)
-        if self._gateway_channel is not None:
-            await self._gateway_channel.close(grace=None)
         await self.mongo.close()
         await self.redis.aclose()
         log.info("stopped")

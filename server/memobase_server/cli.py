@@ -10,7 +10,7 @@ import sys
 
 import uvloop
 
-from memobase_server.app import Application
+from memobase_server.app import Application, RestGateway
 from memobase_server.config.loader import ConfigError, load_settings
 from memobase_server.config.settings import Settings
 from memobase_server.logs import configure_logging
@@ -18,16 +18,34 @@ from memobase_server.logs import configure_logging
 log = logging.getLogger("memobase")
 
 
-async def _serve(settings: Settings) -> None:
-    app = Application(settings)
-    loop = asyncio.get_running_loop()
+def _stop_signal() -> asyncio.Event:
     stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
+    return stop_requested
+
+
+async def _serve(settings: Settings) -> None:
+    app = Application(settings)
+    stop_requested = _stop_signal()
     await app.start()
     log.info("ready (gRPC %d, REST %d)", app.grpc_port, app.http_port)
     await stop_requested.wait()
     await app.stop()
+
+
+async def _gateway(settings: Settings) -> None:
+    if not settings.gateway_grpc_target:
+        raise ConfigError(
+            "config field 'gateway_grpc_target' (env MEMOBASE_GATEWAY_GRPC_TARGET): "
+            "a standalone gateway needs the host:port of a gRPC server"
+        )
+    gateway = RestGateway(settings)
+    stop_requested = _stop_signal()
+    await gateway.start(settings.gateway_grpc_target)
+    await stop_requested.wait()
+    await gateway.stop()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the gRPC server and the REST gateway")
+    commands.add_parser(
+        "gateway",
+        help="run only the REST gateway, calling the gRPC server at gateway_grpc_target",
+    )
     commands.add_parser("check-config", help="validate the configuration and print it")
     return parser
 
@@ -52,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(settings.model_dump_json(indent=2))
             return 0
         configure_logging(settings.log_format, settings.log_level)
-        uvloop.run(_serve(settings))
+        uvloop.run(_gateway(settings) if args.command == "gateway" else _serve(settings))
     except ConfigError as exc:
         print(f"memobase-server: configuration error: {exc}", file=sys.stderr)
         return 2
