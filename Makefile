@@ -10,7 +10,7 @@ ACCESS_TOKEN ?= memobase-local-root-token
 
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup deps servers run test lint proto proto-check bench clean-data
+.PHONY: help setup deps servers run test lint docker-check proto bench clean-data
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lint: deps  ## buf lint + format, ruff, mypy, generated-code staleness
 	$(VENV)/bin/ruff format --check server tests scripts bench
 	$(VENV)/bin/mypy
 	$(PY) scripts/gen_protos.py --check
+
+docker-check:  ## validate docker/ (compose config + hadolint); no engine needed
+	scripts/check_docker.sh
 
 proto: deps  ## regenerate the Python code of the contract
 	$(PY) scripts/gen_protos.py

@@ -13,6 +13,9 @@ import json
 import sys
 import urllib.request
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from memobase_server.config.loader import load_settings
 
 TIMEOUT_S = 8.0  # the route gives MongoDB and Redis 3 s each
@@ -32,9 +35,6 @@ def _check_rest(host: str, port: int) -> str | None:
 
 
 def _check_grpc(host: str, port: int) -> str | None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     with grpc.insecure_channel(f"{host}:{port}") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S
@@ -53,7 +53,7 @@ def main() -> int:
         else:
             problem = _check_rest(host, settings.http_port)
     except Exception as exc:  # any failure to get an answer is "unhealthy"
-        problem = f"{type(exc).__name__}: {exc}"
+        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1
