@@ -98,7 +98,7 @@ class NoopBlobs(blob_pb2_grpc.BlobServiceServicer):
 
 async def _orphaned(parent: int) -> None:
     """Return once the process that started us is gone (we were re-parented)."""
-    while os.getppid() == parent:
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us; poll cheaply
         await asyncio.sleep(1.0)
 
 

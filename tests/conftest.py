@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from memobase import MemoBaseClient
@@ -158,10 +159,71 @@ def redis_url(workdir: pathlib.Path) -> Iterator[str]:
     server.stop()
 
 
+@dataclass
+class ScriptedLLM:
+    """The scripted OpenAI-compatible model server, running as a child process."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+    def faults(self, **fault: Any) -> None:
+        httpx.post(f"{self.base_url}/_scripted/faults", json=fault, timeout=10).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.delete(f"{self.base_url}/_scripted/faults", timeout=10).raise_for_status()
+        httpx.delete(f"{self.base_url}/_scripted/stats", timeout=10).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        reply = httpx.get(f"{self.base_url}/_scripted/stats", timeout=10)
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+    def server_env(self) -> dict[str, str]:
+        """Points a memobase server at this model for chat and embeddings."""
+        return {
+            "MEMOBASE_LLM_BASE_URL": f"{self.base_url}/v1",
+            "MEMOBASE_LLM_API_KEY": "scripted",
+            "MEMOBASE_LLM_MAX_RETRIES": "1",
+            "MEMOBASE_LLM_TIMEOUT_SECONDS": "5",
+            "MEMOBASE_EMBEDDING_PROVIDER": "openai",
+            "MEMOBASE_EMBEDDING_BASE_URL": f"{self.base_url}/v1",
+            "MEMOBASE_EMBEDDING_API_KEY": "scripted",
+            "MEMOBASE_EMBEDDING_MODEL": "text-embedding-3-small",
+            "MEMOBASE_EMBEDDING_DIM": "256",
+        }
+
+
 @pytest.fixture(scope="session")
-def stack(workdir: pathlib.Path, mongo_url: str, redis_url: str) -> Iterator[Stack]:
+def scripted_llm(workdir: pathlib.Path) -> Iterator[ScriptedLLM]:
+    port = servers.free_port()
+    with (workdir / "scripted-llm.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memobase_server", "scripted-llm", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    servers.wait_for_port("127.0.0.1", port, 30, process=process)
+    yield ScriptedLLM(f"http://127.0.0.1:{port}", process)
+    stop_server(process)
+
+
+@pytest.fixture
+def llm(scripted_llm: ScriptedLLM) -> Iterator[ScriptedLLM]:
+    """The scripted model, reset before and after the test (faults are global)."""
+    scripted_llm.reset()
+    yield scripted_llm
+    scripted_llm.reset()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    workdir: pathlib.Path, mongo_url: str, redis_url: str, scripted_llm: ScriptedLLM
+) -> Iterator[Stack]:
     database = f"memobase_test_{uuid.uuid4().hex[:8]}"
-    process, grpc_port, http_port, log_path = start_server(workdir, mongo_url, redis_url, database)
+    process, grpc_port, http_port, log_path = start_server(
+        workdir, mongo_url, redis_url, database, **scripted_llm.server_env()
+    )
     yield Stack(
         grpc_target=f"127.0.0.1:{grpc_port}",
         http_url=f"http://127.0.0.1:{http_port}",

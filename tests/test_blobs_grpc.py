@@ -237,12 +237,21 @@ def test_retried_insert_with_the_same_idempotency_key_stores_one_blob(root: Stub
     assert len(_buffer(root, user_id, common_pb2.BUFFER_STATUS_IDLE)) == 2
 
 
-def test_flush_is_unimplemented_and_says_so(root: Stubs) -> None:
+def test_flush_of_an_empty_buffer_returns_no_results(root: Stubs) -> None:
     user_id = _user(root)
+    reply = root.blobs.FlushBuffer(
+        blob_pb2.FlushBufferRequest(user_id=user_id, buffer_type=CHAT, wait_process=True),
+        metadata=root.metadata,
+    )
+    assert list(reply.chat_results) == []
+
+
+def test_flush_of_a_type_without_a_processor_is_invalid(root: Stubs) -> None:
+    user_id = _user(root)
+    request = blob_pb2.FlushBufferRequest(
+        user_id=user_id, buffer_type=common_pb2.BLOB_TYPE_DOC, wait_process=True
+    )
     with pytest.raises(grpc.RpcError) as err:
-        root.blobs.FlushBuffer(
-            blob_pb2.FlushBufferRequest(user_id=user_id, buffer_type=CHAT),
-            metadata=root.metadata,
-        )
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "not implemented yet" in (err.value.details() or "")
+        root.blobs.FlushBuffer(request, metadata=root.metadata)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not supported" in (err.value.details() or "")

@@ -89,13 +89,11 @@ def test_blob_methods(sdk: MemoBaseClient) -> None:
         user.get(blob_id)
 
 
-def test_flush_is_501_until_the_pipeline_lands(sdk: MemoBaseClient) -> None:
+def test_flush_sync_and_async(sdk: MemoBaseClient) -> None:
     user = sdk.get_or_create_user(str(uuid.uuid4()))
-    with pytest.raises(httpx.HTTPStatusError) as err:
-        user.flush()
-    assert err.value.response.status_code == 501
-    body = err.value.response.json()
-    assert body["errno"] == 501 and "not implemented yet" in body["errmsg"]
+    assert user.flush() is True
+    assert user.flush(sync=True) is True
+    assert user.flush(BlobType.summary, sync=True) is True
 
 
 def test_insert_for_unknown_user_is_a_clean_404_errno(sdk: MemoBaseClient) -> None:

@@ -14,7 +14,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from memobase import MemoBaseClient
+from memobase import ChatBlob, MemoBaseClient
+from memobase.core.blob import BlobType
+from memobase.error import ServerError
 
 from memobase_server.gen.memobase.v1 import user_pb2
 from tests import servers
@@ -132,4 +134,23 @@ def test_gateway_runs_as_a_separate_process(
             socket.create_connection(("127.0.0.1", unused_http_port), timeout=1).close()
     finally:
         assert stop_server(gateway) == 0
+        assert stop_server(process) == 0
+
+
+def test_without_an_llm_chats_are_kept_and_flush_says_why(
+    mongo_url: str, redis_url: str, tmp_path: pathlib.Path
+) -> None:
+    process, _, http_port, _ = start_server(
+        tmp_path, mongo_url, redis_url, f"memobase_test_{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        client = MemoBaseClient(api_key=ROOT_TOKEN, project_url=f"http://127.0.0.1:{http_port}")
+        user = client.get_or_create_user(str(uuid.uuid4()))
+        blob_id = user.insert(ChatBlob(messages=[{"role": "user", "content": "I live in Rome"}]))
+        for sync in (True, False):
+            with pytest.raises(ServerError, match="LLM not configured"):
+                user.flush(sync=sync)
+        assert user.get_all(BlobType.chat) == [blob_id]
+        assert len(user.buffer(BlobType.chat)) == 1
+    finally:
         assert stop_server(process) == 0

@@ -7,20 +7,34 @@ import logging
 
 import grpc
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from memobase_server.config.loader import ConfigError
 from memobase_server.config.settings import Settings
+from memobase_server.llm.chat import OpenAIChatModel, build_openai_client
+from memobase_server.llm.embedders.local_minilm import LocalMiniLMEmbedder
+from memobase_server.llm.embedders.openai_compat import OpenAIEmbedder
+from memobase_server.llm.ports import ChatModel, Embedder
+from memobase_server.pipeline.compute import MemoryPipeline
 from memobase_server.services.auth import Authenticator
 from memobase_server.services.blobs import Blobs
+from memobase_server.services.flushes import FlushService
 from memobase_server.services.health import DependencyHealth
 from memobase_server.services.projects import Projects
 from memobase_server.services.users import Users
-from memobase_server.storage.mongo.blobs import MongoBlobRepo
+from memobase_server.storage.mongo.blobs import MongoBlobRepo, MongoBufferRepo
 from memobase_server.storage.mongo.database import MongoDatabase
+from memobase_server.storage.mongo.events import MongoEventRepo
+from memobase_server.storage.mongo.flushes import MongoFlushRepo
+from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.mongo.projects import MongoProjectRepo
 from memobase_server.storage.mongo.purge import MongoUserDataPurger
+from memobase_server.storage.mongo.usage import MongoUsageRepo
 from memobase_server.storage.mongo.users import MongoUserRepo
+from memobase_server.storage.redis.buffer_state import RedisBufferState
 from memobase_server.storage.redis.client import connect_redis
+from memobase_server.storage.redis.flush_queue import RedisFlushQueue
+from memobase_server.storage.redis.locks import RedisUserLocks
 from memobase_server.storage.redis.project_keys import RedisProjectKeyCache
 from memobase_server.transport.gateway import build_gateway
 from memobase_server.transport.grpc.server import GrpcServer, Servicers
@@ -30,10 +44,53 @@ from memobase_server.transport.grpc.servicers.profiles import ProfileServicer
 from memobase_server.transport.grpc.servicers.projects import ProjectServicer
 from memobase_server.transport.grpc.servicers.users import UserServicer
 from memobase_server.transport.http_server import HttpServer
+from memobase_server.worker.flush_worker import FlushWorker
+from memobase_server.worker.scheduler import FlushScheduler
 
 log = logging.getLogger("memobase")
 
 STARTUP_ATTEMPTS = 20
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value else ""
+
+
+def build_chat_model(settings: Settings) -> ChatModel | None:
+    """None when no LLM is configured: chats are then stored and buffered, never processed."""
+    if not _secret(settings.llm_api_key) and not settings.llm_base_url:
+        return None
+    client = build_openai_client(
+        settings.llm_base_url,
+        _secret(settings.llm_api_key),
+        timeout_s=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+        default_headers=settings.llm_openai_default_header,
+        default_query=settings.llm_openai_default_query,
+    )
+    return OpenAIChatModel(client, output_mode=settings.llm_output_mode)
+
+
+def build_embedder(settings: Settings) -> Embedder | None:
+    """The configured embeddings provider; with none configured, the embedded MiniLM model."""
+    if not settings.enable_event_embedding:
+        return None
+    provider = settings.embedding_provider
+    api_key = _secret(settings.embedding_api_key)
+    base_url = settings.embedding_base_url
+    if provider == "openai" and not api_key and not base_url:
+        api_key, base_url = _secret(settings.llm_api_key), settings.llm_base_url
+    if provider == "local" or (provider == "openai" and not api_key and not base_url):
+        return LocalMiniLMEmbedder()
+    return OpenAIEmbedder(
+        model=settings.embedding_model,
+        dim=settings.embedding_dim,
+        base_url=base_url,
+        api_key=api_key,
+        send_dimensions=settings.embedding_model.startswith("text-embedding-3"),
+        timeout=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
 
 
 def _root_token(settings: Settings) -> str:
@@ -102,10 +159,62 @@ class Application:
         self.projects = Projects(project_repo, key_cache)
         self.users = Users(user_repo, MongoUserDataPurger(self.mongo))
         self.blobs = Blobs(MongoBlobRepo(self.mongo), self.users, settings.timezone)
+        chat_model = build_chat_model(settings)
+        self.embedder = build_embedder(settings)
+        pipeline = (
+            MemoryPipeline(
+                chat_model,
+                self.embedder,
+                best_model=settings.best_llm_model,
+                summary_model=settings.summary_model,
+                max_subtopics=settings.max_profile_subtopics,
+                max_slot_tokens=settings.max_pre_profile_token_size,
+                timezone=settings.timezone,
+            )
+            if chat_model is not None
+            else None
+        )
+        buffer_repo = MongoBufferRepo(self.mongo)
+        queue = RedisFlushQueue(self.redis, settings.project_id)
+        buffer_state = RedisBufferState(self.redis, settings.project_id)
+        self.flushes = FlushService(
+            settings=settings,
+            pipeline=pipeline,
+            buffer=buffer_repo,
+            flushes=MongoFlushRepo(self.mongo),
+            profiles=MongoProfileRepo(self.mongo),
+            events=MongoEventRepo(self.mongo),
+            usage=MongoUsageRepo(self.mongo),
+            projects=project_repo,
+            queue=queue,
+            locks=RedisUserLocks(self.redis, settings.project_id, settings.flush_lease_seconds),
+            buffer_state=buffer_state,
+        )
+        self.worker = (
+            FlushWorker(
+                queue,
+                self.flushes,
+                concurrency=settings.flush_workers,
+                reclaim_after_s=settings.flush_lease_seconds,
+            )
+            if settings.flush_workers > 0
+            else None
+        )
+        self.scheduler = FlushScheduler(
+            self.flushes,
+            buffer_repo,
+            buffer_state,
+            idle_after_s=settings.buffer_flush_interval,
+            reconcile_every_s=settings.reconcile_interval_seconds,
+            max_attempts=settings.flush_max_attempts,
+            size_threshold=settings.max_chat_blob_buffer_token_size,
+        )
+        self._background: list[asyncio.Task[None]] = []
+        self._serving = False
         self.grpc = GrpcServer(
             Servicers(
                 users=UserServicer(self.users),
-                blobs=BlobServicer(self.blobs),
+                blobs=BlobServicer(self.blobs, self.flushes),
                 profiles=ProfileServicer(),
                 events=EventServicer(),
                 projects=ProjectServicer(self.projects, self.health),
@@ -135,15 +244,31 @@ class Application:
                 log.warning("storage not ready (%s); retrying", exc)
                 await asyncio.sleep(min(0.25 * attempt, 2.0))
 
+    async def start_worker(self) -> None:
+        """A worker process: flush workers and the scheduler, no servers."""
+        if self.worker is None:
+            raise ConfigError("config field 'flush_workers': a worker process needs at least 1")
+        await self._wait_for_storage()
+        await self.mongo.ensure_indexes()
+        await self.start_background(worker=True)
+
     async def start(self) -> None:
         settings = self.settings
         await self._wait_for_storage()
         await self.mongo.ensure_indexes()
         await self.projects.ensure_root()
+        self._serving = True
         grpc_port = await self.grpc.start(settings.host, settings.grpc_port)
         log.info("gRPC listening on %s:%d", settings.host, grpc_port)
         if self.gateway is not None:
             await self.gateway.start(settings.gateway_grpc_target or f"127.0.0.1:{grpc_port}")
+        await self.start_background(worker=self.worker is not None)
+
+    async def start_background(self, *, worker: bool) -> None:
+        """The scheduler (idle flushes, reconcile) and, when asked, flush workers."""
+        if self.worker is not None and worker:
+            self._background.append(asyncio.create_task(self.worker.run()))
+        self._background.append(asyncio.create_task(self.scheduler.run()))
 
     async def stop(self) -> None:
         """Graceful: health NOT_SERVING, the gateway drains, in-flight gRPC calls get the grace
@@ -154,7 +279,15 @@ class Application:
         log.info("shutting down")
         if self.gateway is not None:
             await self.gateway.stop()
-        await self.grpc.stop(self.settings.shutdown_grace_seconds)
+        if self._serving:
+            await self.grpc.stop(self.settings.shutdown_grace_seconds)
+        if self.worker is not None:
+            await self.worker.stop(self.settings.shutdown_grace_seconds)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.embedder is not None:
+            await self.embedder.close()
         await self.mongo.close()
         await self.redis.aclose()
         log.info("stopped")

@@ -13,6 +13,7 @@ import uvloop
 from memobase_server.app import Application, RestGateway
 from memobase_server.config.loader import ConfigError, load_settings
 from memobase_server.config.settings import Settings
+from memobase_server.devtools import scripted_llm
 from memobase_server.logs import configure_logging
 
 log = logging.getLogger("memobase")
@@ -33,6 +34,23 @@ async def _serve(settings: Settings) -> None:
     log.info("ready (gRPC %d, REST %d)", app.grpc_port, app.http_port)
     await stop_requested.wait()
     await app.stop()
+
+
+async def _worker(settings: Settings) -> None:
+    app = Application(settings)
+    stop_requested = _stop_signal()
+    await app.start_worker()
+    log.info("flush worker ready (%d concurrent flushes)", settings.flush_workers)
+    await stop_requested.wait()
+    await app.stop()
+
+
+async def _scripted_llm(host: str, port: int) -> None:
+    stop_requested = _stop_signal()
+    server = await scripted_llm.serve(host, port)
+    log.info("scripted LLM on http://%s:%d/v1", host, server.port)
+    await stop_requested.wait()
+    await server.stop()
 
 
 async def _gateway(settings: Settings) -> None:
@@ -59,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the gRPC server and the REST gateway")
     commands.add_parser(
+        "worker", help="run flush workers only (scale out: any number of worker processes)"
+    )
+    scripted = commands.add_parser(
+        "scripted-llm",
+        help="run the scripted OpenAI-compatible LLM (deterministic, for tests and local trials)",
+    )
+    scripted.add_argument("--host", default="127.0.0.1")
+    scripted.add_argument("--port", type=int, default=8021)
+    commands.add_parser(
         "gateway",
         help="run only the REST gateway, calling the gRPC server at gateway_grpc_target",
     )
@@ -68,13 +95,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "scripted-llm":
+        configure_logging("plain", "INFO")
+        uvloop.run(_scripted_llm(args.host, args.port))
+        return 0
     try:
         settings = load_settings(args.config)
         if args.command == "check-config":
             print(settings.model_dump_json(indent=2))
             return 0
         configure_logging(settings.log_format, settings.log_level)
-        uvloop.run(_gateway(settings) if args.command == "gateway" else _serve(settings))
+        runners = {"serve": _serve, "worker": _worker, "gateway": _gateway}
+        uvloop.run(runners[args.command](settings))
     except ConfigError as exc:
         print(f"memobase-server: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ class Settings(BaseModel):
         Literal["UTC", "America/New_York", "Europe/London", "Asia/Tokyo", "Asia/Shanghai"] | None
     ) = None
     enable_event_embedding: bool = True
-    embedding_provider: Literal["openai", "jina", "ollama", "lmstudio"] = "openai"
+    embedding_provider: Literal["openai", "jina", "ollama", "lmstudio", "local"] = "openai"
     embedding_api_key: SecretStr | None = None
     embedding_base_url: str | None = None
     embedding_model: str = "text-embedding-3-small"
@@ -59,6 +59,15 @@ class Settings(BaseModel):
     telemetry_deployment_environment: str = "local"
 
     # --- this service's own fields ---
+    llm_output_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    flush_workers: int = Field(default=2, ge=0, le=64)  # in-process flush concurrency; 0: none
+    flush_lease_seconds: float = Field(default=120.0, ge=1)
+    flush_max_attempts: int = Field(default=3, ge=1)
+    reconcile_interval_seconds: float = Field(default=60.0, ge=1)
+    qdrant_url: str | None = None  # a Qdrant server; default: the embedded engine on disk
+    vector_store_path: str = ".data/vectors"
     access_token: SecretStr | None = None  # env ACCESS_TOKEN: the root project's token
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = Field(default="memobase", min_length=1)

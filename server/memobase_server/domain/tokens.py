@@ -47,3 +47,8 @@ def encoding() -> tiktoken.Encoding:
 
 def count_tokens(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
+
+
+def truncate_tokens(text: str, max_tokens: int) -> str:
+    ids = encoding().encode(text, disallowed_special=())
+    return text if len(ids) <= max_tokens else encoding().decode(ids[:max_tokens])

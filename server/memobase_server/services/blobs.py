@@ -39,7 +39,8 @@ class Blobs:
         blob_data: JsonObject | None,
         fields: JsonObject | None,
         idempotency_key: str | None = None,
-    ) -> Blob:
+    ) -> tuple[Blob, bool]:
+        """The stored blob, and whether this call stored it (False for a retried insert)."""
         user_id = parse_uuid(user_id, "user_id")
         payload = parse_blob_data(blob_type, blob_data)
         await self._users.require(project_id, user_id)
@@ -54,7 +55,8 @@ class Blobs:
             tokens = count_tokens(render_blob(blob_type, payload, now, self._timezone))
             buffer = BufferEntry(entry_id, BufferStatus.IDLE, tokens, now)
         blob = Blob(project_id, user_id, blob_id, blob_type, payload, fields, now, now, buffer)
-        return await self._blobs.insert(blob)
+        stored = await self._blobs.insert(blob)
+        return stored, stored is blob
 
     async def get(self, project_id: str, user_id: str, blob_id: str) -> Blob:
         user_id = parse_uuid(user_id, "user_id")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -79,3 +81,58 @@ class ProjectKeyCache(Protocol):
     ) -> None: ...
 
     async def drop(self, project_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GistPoint:
+    """One event gist in the vector index, carrying everything a search answer needs."""
+
+    gist_id: str
+    project_id: str
+    user_id: str
+    event_id: str
+    created_at: datetime
+    tags: tuple[str, ...]
+    content: str
+    vector: Sequence[float]
+
+
+@dataclass(frozen=True, slots=True)
+class GistHit:
+    gist_id: str
+    event_id: str
+    content: str
+    created_at: datetime
+    similarity: float
+
+
+class GistIndex(Protocol):
+    """The vector index of event gists. It is derived data: MongoDB holds every gist with its
+    embedding, and the index can be rebuilt from there at any time."""
+
+    async def open(self) -> None:
+        """Creates the collection (named for the embedding model and dimension) if absent."""
+
+    async def upsert(self, points: Sequence[GistPoint]) -> None:
+        """Idempotent: a point with a known gist_id is replaced."""
+
+    async def search(
+        self,
+        project_id: str,
+        user_id: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        min_similarity: float,
+        since: datetime | None,
+    ) -> list[GistHit]:
+        """Most similar first; only the user's points, cosine similarity > min_similarity,
+        created after `since` when given."""
+
+    async def delete_event(self, project_id: str, user_id: str, event_id: str) -> None: ...
+
+    async def delete_user(self, project_id: str, user_id: str) -> None: ...
+
+    async def count(self, project_id: str | None = None) -> int: ...
+
+    async def close(self) -> None: ...

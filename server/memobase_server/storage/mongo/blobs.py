@@ -3,11 +3,14 @@ blob and queueing it for a flush is one atomic write (FerretDB has no transactio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from memobase_server.domain.errors import AlreadyExists
-from memobase_server.domain.models import Blob, BlobType, BufferEntry, BufferStatus
+from memobase_server.domain.models import Blob, BlobType, BufferEntry, BufferStatus, utcnow
 from memobase_server.storage.mongo.database import BLOBS, Document, MongoDatabase
 
 
@@ -108,3 +111,146 @@ class MongoBlobRepo:
             projection={"buffer.entry_id": 1},
         ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         return [doc["buffer"]["entry_id"] async for doc in cursor]
+
+
+class MongoBufferRepo:
+    """The buffer side of blob documents: claiming entries for a flush and settling them."""
+
+    def __init__(self, db: MongoDatabase) -> None:
+        self._blobs = db.collection(BLOBS)
+
+    async def claim(
+        self,
+        project_id: str,
+        user_id: str,
+        blob_type: BlobType,
+        flush_id: str,
+        *,
+        max_tokens: int,
+        max_attempts: int,
+    ) -> list[Blob]:
+        """Marks the oldest waiting entries (idle, or failed fewer than `max_attempts` times)
+        as processing by `flush_id`, up to `max_tokens` (at least one), and returns them."""
+        waiting = self._blobs.find(
+            {
+                "project_id": project_id,
+                "user_id": user_id,
+                "blob_type": blob_type.value,
+                "$or": [
+                    {"buffer.status": BufferStatus.IDLE.value},
+                    {
+                        "buffer.status": BufferStatus.FAILED.value,
+                        "buffer.attempts": {"$lt": max_attempts},
+                    },
+                ],
+            },
+            projection={"_id": 1, "buffer.token_size": 1},
+        ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
+        chosen: list[str] = []
+        total = 0
+        async for doc in waiting:
+            size = int(doc["buffer"].get("token_size", 0))
+            if chosen and total + size > max_tokens:
+                break
+            chosen.append(doc["_id"])
+            total += size
+        if not chosen:
+            return []
+        await self._blobs.update_many(
+            {
+                "_id": {"$in": chosen},
+                "buffer.status": {"$in": [BufferStatus.IDLE.value, BufferStatus.FAILED.value]},
+            },
+            {
+                "$set": {
+                    "buffer.status": BufferStatus.PROCESSING.value,
+                    "buffer.flush_id": flush_id,
+                    "buffer.updated_at": utcnow(),
+                },
+                "$inc": {"buffer.attempts": 1},
+            },
+        )
+        return await self.of_flush(flush_id)
+
+    async def of_flush(self, flush_id: str) -> list[Blob]:
+        cursor = self._blobs.find({"buffer.flush_id": flush_id}).sort(
+            [("created_at", ASCENDING), ("_id", ASCENDING)]
+        )
+        return [_to_blob(doc) async for doc in cursor]
+
+    async def settle(
+        self, flush_id: str, status: BufferStatus, *, error: str | None = None, delete: bool = False
+    ) -> None:
+        """Ends a flush's entries in `status` (done or failed); done chats may be deleted."""
+        selector = {"buffer.flush_id": flush_id, "buffer.status": BufferStatus.PROCESSING.value}
+        if delete:
+            await self._blobs.delete_many(selector)
+            return
+        await self._blobs.update_many(
+            selector,
+            {
+                "$set": {
+                    "buffer.status": status.value,
+                    "buffer.error": error,
+                    "buffer.updated_at": utcnow(),
+                }
+            },
+        )
+
+    async def release(self, flush_id: str) -> None:
+        """Puts the entries of an abandoned flush back to idle."""
+        await self._blobs.update_many(
+            {"buffer.flush_id": flush_id, "buffer.status": BufferStatus.PROCESSING.value},
+            {
+                "$set": {
+                    "buffer.status": BufferStatus.IDLE.value,
+                    "buffer.flush_id": None,
+                    "buffer.updated_at": utcnow(),
+                },
+                "$inc": {"buffer.attempts": -1},
+            },
+        )
+
+    async def pending(self, max_attempts: int) -> dict[tuple[str, str, str], BufferSummary]:
+        """Every (project, user, type) with entries still to apply."""
+        cursor = self._blobs.find(
+            {
+                "$or": [
+                    {
+                        "buffer.status": {
+                            "$in": [BufferStatus.IDLE.value, BufferStatus.PROCESSING.value]
+                        }
+                    },
+                    {
+                        "buffer.status": BufferStatus.FAILED.value,
+                        "buffer.attempts": {"$lt": max_attempts},
+                    },
+                ]
+            },
+            projection={
+                "project_id": 1,
+                "user_id": 1,
+                "blob_type": 1,
+                "buffer": 1,
+                "created_at": 1,
+            },
+        )
+        found: dict[tuple[str, str, str], BufferSummary] = {}
+        async for doc in cursor:
+            key = (doc["project_id"], doc["user_id"], doc["blob_type"])
+            summary = found.setdefault(key, BufferSummary())
+            if doc["buffer"]["status"] == BufferStatus.IDLE.value:
+                summary.idle_tokens += int(doc["buffer"]["token_size"])
+                if summary.last_idle_at is None or doc["created_at"] > summary.last_idle_at:
+                    summary.last_idle_at = doc["created_at"]
+            else:
+                summary.unfinished = True
+        return found
+
+
+@dataclass
+class BufferSummary:
+    idle_tokens: int = 0
+    last_idle_at: datetime | None = None
+    # Entries left processing by a dead flush, or failed ones to retry.
+    unfinished: bool = False

@@ -19,9 +19,11 @@ PROJECTS = "projects"
 PROFILES = "profiles"
 EVENTS = "events"
 EVENT_GISTS = "event_gists"
+FLUSHES = "flushes"
+USAGE = "usage"
 
 # Collections holding per-user documents; deleting a user empties them of that user.
-PER_USER_COLLECTIONS = (BLOBS, PROFILES, EVENTS, EVENT_GISTS)
+PER_USER_COLLECTIONS = (BLOBS, PROFILES, EVENTS, EVENT_GISTS, FLUSHES)
 
 _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     USERS: [[("project_id", ASCENDING), ("updated_at", ASCENDING)]],
@@ -33,10 +35,15 @@ _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
             ("created_at", ASCENDING),
         ],
         [("project_id", ASCENDING), ("user_id", ASCENDING), ("buffer.status", ASCENDING)],
+        [("buffer.flush_id", ASCENDING)],
     ],
     PROFILES: [[("project_id", ASCENDING), ("user_id", ASCENDING)]],
     EVENTS: [[("project_id", ASCENDING), ("user_id", ASCENDING), ("created_at", ASCENDING)]],
-    EVENT_GISTS: [[("project_id", ASCENDING), ("user_id", ASCENDING), ("event_id", ASCENDING)]],
+    EVENT_GISTS: [
+        [("project_id", ASCENDING), ("user_id", ASCENDING), ("event_id", ASCENDING)],
+        [("indexed", ASCENDING)],
+    ],
+    FLUSHES: [[("project_id", ASCENDING), ("user_id", ASCENDING), ("state", ASCENDING)]],
 }
 
 Document = dict[str, Any]

@@ -11,3 +11,33 @@ PROJECT_KEY_TTL_SECONDS = 3600
 
 def project_key(namespace: str, project_id: str) -> str:
     return f"memobase:{namespace}:auth:{{{project_id}}}"
+
+
+# Flush jobs: one stream and one consumer group for every worker of the deployment.
+FLUSH_GROUP = "flush-workers"
+# While a job for (user, type) waits in the stream, further triggers don't add another one.
+# The marker is dropped when a worker starts the job; the TTL only frees a marker whose job
+# was lost (the reconciler re-queues such users anyway).
+FLUSH_PENDING_TTL_SECONDS = 900
+
+
+def flush_stream(namespace: str) -> str:
+    return f"memobase:{namespace}:flush:jobs"
+
+
+def flush_pending(namespace: str, project_id: str, user_id: str, blob_type: str) -> str:
+    return f"memobase:{namespace}:flush:pending:{{{project_id}:{user_id}}}:{blob_type}"
+
+
+def user_lock(namespace: str, project_id: str, user_id: str) -> str:
+    return f"memobase:{namespace}:lock:{{{project_id}:{user_id}}}"
+
+
+def buffer_tokens(namespace: str, project_id: str, user_id: str, blob_type: str) -> str:
+    """Tokens of the user's idle buffer entries of a type: a cache of a MongoDB sum."""
+    return f"memobase:{namespace}:buffer:tokens:{{{project_id}:{user_id}}}:{blob_type}"
+
+
+def buffer_last_insert(namespace: str) -> str:
+    """Sorted set of `project|user|type` by the time of the last insert, for idle flushes."""
+    return f"memobase:{namespace}:buffer:last_insert"

@@ -6,24 +6,34 @@ from typing import Any
 
 from grpc.aio import ServicerContext
 
-from memobase_server.domain.errors import NotImplementedYet
 from memobase_server.domain.models import BufferStatus
-from memobase_server.gen.memobase.v1 import blob_pb2, blob_pb2_grpc
+from memobase_server.gen.memobase.v1 import blob_pb2, blob_pb2_grpc, common_pb2
 from memobase_server.services.blobs import Blobs
+from memobase_server.services.flushes import FlushResult, FlushService
 from memobase_server.transport.grpc import convert
 from memobase_server.transport.grpc.context import project_id
 
 Context = ServicerContext[Any, Any]
 
 
+def _chat_result(result: FlushResult) -> common_pb2.ChatModalResponse:
+    return common_pb2.ChatModalResponse(
+        event_id=result.event_id,
+        add_profiles=result.added,
+        update_profiles=result.updated,
+        delete_profiles=result.deleted,
+    )
+
+
 class BlobServicer(blob_pb2_grpc.BlobServiceServicer):
-    def __init__(self, blobs: Blobs) -> None:
+    def __init__(self, blobs: Blobs, flushes: FlushService) -> None:
         self._blobs = blobs
+        self._flushes = flushes
 
     async def InsertBlob(
         self, request: blob_pb2.InsertBlobRequest, context: Context
     ) -> blob_pb2.InsertBlobResponse:
-        blob = await self._blobs.insert(
+        blob, fresh = await self._blobs.insert(
             project_id(),
             request.user_id,
             convert.blob_type(request.blob.blob_type),
@@ -31,9 +41,10 @@ class BlobServicer(blob_pb2_grpc.BlobServiceServicer):
             convert.struct_or_none(request.blob, "fields"),
             convert.optional_value(request, "idempotency_key"),
         )
-        # Flushing (and so `wait_process`) arrives with the memory pipeline; until then an
-        # insert never runs one and reports no results.
-        return blob_pb2.InsertBlobResponse(id=blob.blob_id)
+        results = await self._flushes.after_insert(blob, wait=request.wait_process) if fresh else []
+        return blob_pb2.InsertBlobResponse(
+            id=blob.blob_id, chat_results=[_chat_result(r) for r in results]
+        )
 
     async def GetBlob(
         self, request: blob_pb2.GetBlobRequest, context: Context
@@ -68,9 +79,13 @@ class BlobServicer(blob_pb2_grpc.BlobServiceServicer):
     async def FlushBuffer(
         self, request: blob_pb2.FlushBufferRequest, context: Context
     ) -> blob_pb2.FlushBufferResponse:
-        raise NotImplementedYet(
-            "FlushBuffer is not implemented yet: flushing arrives with the memory pipeline"
+        results = await self._flushes.request(
+            project_id(),
+            request.user_id,
+            convert.blob_type(request.buffer_type, "buffer_type"),
+            wait=request.wait_process,
         )
+        return blob_pb2.FlushBufferResponse(chat_results=[_chat_result(r) for r in results])
 
     async def GetBufferCapacity(
         self, request: blob_pb2.GetBufferCapacityRequest, context: Context

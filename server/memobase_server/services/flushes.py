@@ -1,0 +1,282 @@
+"""Flushes: turning a user's buffered chats into memory, each chat applied exactly once.
+
+Delivery is at least once (stream + reclaim); applying is idempotent:
+1. Under the user's lease, unfinished flush records of dead workers are settled first: a
+   computed plan is committed, a bare claim is abandoned and its entries go back to idle.
+2. Entries are claimed (idle -> processing) under a new flush id, recorded as `claimed`.
+3. The model calls produce a plan; `claimed -> computed` stores it. If that transition fails,
+   another worker abandoned this flush (our lease had expired): the plan is dropped.
+4. The commit writes the event, the gists and the profile with ids derived from the flush id
+   (a repeated write is a no-op; the profile records the flushes it applied), then settles
+   the entries and moves the record to `committed`.
+A crash anywhere leaves either a claim (redone from the chats) or a plan (committed again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from memobase_server.config.settings import Settings
+from memobase_server.domain.errors import FailedPrecondition, InvalidArgument, MemobaseError
+from memobase_server.domain.events import DeltaEntry, Event, EventGist
+from memobase_server.domain.flush_plan import FlushPlan, FlushRecord, FlushState
+from memobase_server.domain.ids import parse_uuid
+from memobase_server.domain.models import BUFFERED_BLOB_TYPES, Blob, BlobType, BufferStatus, utcnow
+from memobase_server.domain.profile_config import parse_profile_config
+from memobase_server.pipeline.apply import ProfileChanges, apply_slot_ops
+from memobase_server.pipeline.compute import MemoryPipeline
+from memobase_server.pipeline.topics import MemoryConfig, memory_config
+from memobase_server.storage.mongo.blobs import MongoBufferRepo
+from memobase_server.storage.mongo.events import MongoEventRepo
+from memobase_server.storage.mongo.flushes import MongoFlushRepo
+from memobase_server.storage.mongo.profiles import MongoProfileRepo
+from memobase_server.storage.mongo.usage import MongoUsageRepo
+from memobase_server.storage.ports import ProjectRepo
+from memobase_server.storage.redis.buffer_state import RedisBufferState
+from memobase_server.storage.redis.flush_queue import FlushJob, RedisFlushQueue
+from memobase_server.storage.redis.locks import RedisUserLocks
+
+log = logging.getLogger(__name__)
+
+PROFILE_WRITE_ATTEMPTS = 8
+LLM_NOT_CONFIGURED = (
+    "LLM not configured: set llm_api_key (MEMOBASE_LLM_API_KEY) and, for other providers, "
+    "llm_base_url. Buffered chats are kept and will be processed once it is set."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    event_id: str | None
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+
+def flushable_type(blob_type: BlobType) -> BlobType:
+    if blob_type not in BUFFERED_BLOB_TYPES:
+        raise InvalidArgument(f"Blob type {blob_type.value} is not supported for flushing")
+    return blob_type
+
+
+class FlushService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pipeline: MemoryPipeline | None,
+        buffer: MongoBufferRepo,
+        flushes: MongoFlushRepo,
+        profiles: MongoProfileRepo,
+        events: MongoEventRepo,
+        usage: MongoUsageRepo,
+        projects: ProjectRepo,
+        queue: RedisFlushQueue,
+        locks: RedisUserLocks,
+        buffer_state: RedisBufferState,
+    ) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._buffer = buffer
+        self._flushes = flushes
+        self._profiles = profiles
+        self._events = events
+        self._usage = usage
+        self._projects = projects
+        self._queue = queue
+        self._locks = locks
+        self._buffer_state = buffer_state
+
+    # --- triggers -------------------------------------------------------------------------
+
+    async def after_insert(self, blob: Blob, *, wait: bool) -> list[FlushResult]:
+        """Counts the new entry; past the size threshold, flushes (now, or queued)."""
+        if blob.buffer is None:
+            return []
+        try:
+            total = await self._buffer_state.add(
+                blob.project_id, blob.user_id, blob.blob_type.value, blob.buffer.token_size
+            )
+        except Exception as exc:  # the reconciler rebuilds counters from MongoDB
+            log.warning("buffer counter not updated: %r", exc)
+            return []
+        if total <= self._settings.max_chat_blob_buffer_token_size or self._pipeline is None:
+            return []
+        if wait:
+            return await self.flush_now(blob.project_id, blob.user_id, blob.blob_type)
+        await self.enqueue(blob.project_id, blob.user_id, blob.blob_type, "size")
+        return []
+
+    async def request(
+        self, project_id: str, user_id: str, blob_type: BlobType, *, wait: bool
+    ) -> list[FlushResult]:
+        user_id = parse_uuid(user_id, "user_id")
+        flushable_type(blob_type)
+        if wait:
+            return await self.flush_now(project_id, user_id, blob_type)
+        if self._pipeline is None:
+            raise FailedPrecondition(LLM_NOT_CONFIGURED)
+        await self.enqueue(project_id, user_id, blob_type, "manual")
+        return []
+
+    async def enqueue(
+        self, project_id: str, user_id: str, blob_type: BlobType, reason: str
+    ) -> None:
+        await self._queue.enqueue(FlushJob(project_id, user_id, blob_type.value, reason))
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def flush_now(
+        self, project_id: str, user_id: str, blob_type: BlobType, *, retry_failed: bool = True
+    ) -> list[FlushResult]:
+        """Flushes every waiting entry of the user's buffer, in batches, under their lease.
+        Failed entries are retried; automatic flushes stop retrying after
+        `flush_max_attempts`, while one a caller asks for retries them all."""
+        if self._pipeline is None:
+            raise FailedPrecondition(LLM_NOT_CONFIGURED)
+        pipeline = self._pipeline
+        settings = self._settings
+        async with self._locks.hold(project_id, user_id, wait_s=settings.flush_lease_seconds):
+            await self.recover(project_id, user_id)
+            await self._buffer_state.flushed(project_id, user_id, blob_type.value)
+            results: list[FlushResult] = []
+            while True:
+                flush_id = str(uuid.uuid4())
+                batch = await self._buffer.claim(
+                    project_id,
+                    user_id,
+                    blob_type,
+                    flush_id,
+                    max_tokens=settings.max_chat_blob_buffer_process_token_size,
+                    max_attempts=settings.flush_max_attempts if not retry_failed else 2**31,
+                )
+                if not batch:
+                    return results
+                result = await self._run(pipeline, flush_id, batch)
+                if result is not None:
+                    results.append(result)
+
+    async def recover(self, project_id: str, user_id: str) -> None:
+        """Settles flushes a dead worker left behind. Call only under the user's lease."""
+        for record in await self._flushes.unfinished(project_id, user_id):
+            if record.state is FlushState.COMPUTED and record.plan is not None:
+                log.info("resuming the commit of flush %s", record.flush_id)
+                await self._commit(record, record.plan)
+            elif await self._flushes.transition(
+                record, FlushState.ABANDONED, expected=(FlushState.CLAIMED,)
+            ):
+                log.info("abandoned flush %s; its chats go back to the buffer", record.flush_id)
+                await self._buffer.release(record.flush_id)
+
+    async def _run(
+        self, pipeline: MemoryPipeline, flush_id: str, batch: list[Blob]
+    ) -> FlushResult | None:
+        first = batch[0]
+        record = FlushRecord(
+            project_id=first.project_id,
+            user_id=first.user_id,
+            flush_id=flush_id,
+            blob_type=first.blob_type,
+            state=FlushState.CLAIMED,
+            blob_ids=tuple(b.blob_id for b in batch),
+            created_at=utcnow(),
+        )
+        await self._flushes.insert(record)
+        started = time.perf_counter()
+        try:
+            config = await self._memory_config(record.project_id)
+            profile = await self._profiles.load(record.project_id, record.user_id)
+            plan = await pipeline.compute(flush_id, batch, profile, config)
+        except MemobaseError as exc:
+            await self._fail(record, exc.message)
+            raise
+        except Exception:
+            await self._fail(record, "internal error while processing the chats")
+            raise
+        await self._usage.add_tokens(record.project_id, utcnow().date(), plan.usage)
+        if not await self._flushes.transition(
+            record, FlushState.COMPUTED, expected=(FlushState.CLAIMED,), plan=plan
+        ):
+            log.warning("flush %s was taken over while computing; dropping its plan", flush_id)
+            return None
+        result = await self._commit(record, plan)
+        log.info(
+            "flush %s: %d chats, %d profile changes, event %s, %.0f ms",
+            flush_id,
+            len(batch),
+            len(plan.slot_ops),
+            plan.event_id,
+            (time.perf_counter() - started) * 1000,
+        )
+        return result
+
+    async def _fail(self, record: FlushRecord, reason: str) -> None:
+        log.warning("flush %s failed: %s", record.flush_id, reason)
+        if await self._flushes.transition(
+            record, FlushState.FAILED, expected=(FlushState.CLAIMED,), error=reason
+        ):
+            await self._buffer.settle(record.flush_id, BufferStatus.FAILED, error=reason)
+
+    async def _memory_config(self, project_id: str) -> MemoryConfig:
+        project = await self._projects.get(project_id)
+        text = project.profile_config if project else None
+        return memory_config(self._settings, parse_profile_config(text))
+
+    async def _commit(self, record: FlushRecord, plan: FlushPlan) -> FlushResult:
+        now = utcnow()
+        if plan.event_id is not None:
+            await self._events.insert_event(
+                Event(
+                    project_id=record.project_id,
+                    user_id=record.user_id,
+                    event_id=plan.event_id,
+                    event_tip=plan.event_tip,
+                    event_tags=plan.event_tags,
+                    profile_delta=tuple(
+                        DeltaEntry(op.delta, op.topic, op.sub_topic)
+                        for op in plan.slot_ops
+                        if op.delta is not None
+                    ),
+                    created_at=now,
+                    updated_at=now,
+                    flush_id=plan.flush_id,
+                )
+            )
+            vectors = plan.gist_vectors
+            await self._events.insert_gists(
+                [
+                    EventGist(
+                        project_id=record.project_id,
+                        user_id=record.user_id,
+                        gist_id=plan.gist_id(i),
+                        event_id=plan.event_id,
+                        content=content,
+                        created_at=now,
+                        vector=vectors[i] if vectors is not None else None,
+                        embedding_model=plan.embedding_model,
+                    )
+                    for i, content in enumerate(plan.gists)
+                ]
+            )
+        changes = await self._apply_profile(record, plan)
+        keep = self._settings.persistent_chat_blobs or record.blob_type is not BlobType.CHAT
+        await self._buffer.settle(plan.flush_id, BufferStatus.DONE, delete=not keep)
+        await self._flushes.transition(
+            record, FlushState.COMMITTED, expected=(FlushState.COMPUTED,)
+        )
+        return FlushResult(plan.event_id, changes.added, changes.updated, changes.deleted)
+
+    async def _apply_profile(self, record: FlushRecord, plan: FlushPlan) -> ProfileChanges:
+        if not plan.slot_ops:
+            return ProfileChanges()
+        for _ in range(PROFILE_WRITE_ATTEMPTS):
+            profile = await self._profiles.load(record.project_id, record.user_id)
+            if plan.flush_id in profile.applied_flushes:
+                return ProfileChanges()
+            updated, changes = apply_slot_ops(profile, plan.slot_ops, plan.flush_id, utcnow())
+            if await self._profiles.save(updated, profile.version):
+                return changes
+        raise FailedPrecondition("The profile kept changing during the flush; retry later")

@@ -1,0 +1,75 @@
+"""Per-user leases in Redis: one flush per user at a time. A lease expires unless renewed, so
+a dead worker's lease frees itself; correctness never rests on it alone (flush records fence
+stale workers in MongoDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from memobase_server.domain.errors import Unavailable
+from memobase_server.storage.redis import keys
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisUserLocks:
+    def __init__(self, redis: aioredis.Redis, namespace: str, lease_s: float) -> None:
+        self._redis = redis
+        self._namespace = namespace
+        self._lease_ms = int(lease_s * 1000)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, project_id: str, user_id: str, *, wait_s: float) -> AsyncIterator[None]:
+        """Holds the user's lease (renewed in the background) for the block; waits up to
+        `wait_s` for another holder to finish, then raises Unavailable."""
+        key = keys.user_lock(self._namespace, project_id, user_id)
+        token = secrets.token_hex(16)
+        await self._acquire(key, token, wait_s)
+        renewer = asyncio.create_task(self._keep(key, token))
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self._release(keys=[key], args=[token])
+
+    async def _acquire(self, key: str, token: str, wait_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        delay = 0.02
+        while not await self._redis.set(key, token, nx=True, px=self._lease_ms):
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Unavailable("Another flush of this user is running; retry later")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _keep(self, key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            try:
+                if not await self._renew(keys=[key], args=[token, self._lease_ms]):
+                    log.warning("lost the flush lease %s; the flush record fences this worker", key)
+                    return
+            except Exception as exc:
+                log.warning("could not renew the flush lease %s: %r", key, exc)
