@@ -103,7 +103,7 @@ class Usage:
     foreign_cores: float
     """Processes that are neither ours nor kernel threads (short-lived ones are missed)."""
     foreign_top: list[tuple[str, float]]
-    """The busiest foreign processes by name, in cores."""
+    """The busiest foreign processes (command line), in cores."""
 
 
 def _ours(processes: Mapping[int, ProcessTime], roots: set[int]) -> set[int]:
@@ -132,7 +132,7 @@ def usage(before: Snapshot, after: Snapshot, ours: set[int] | None = None) -> Us
     )
     mine = _ours(after.processes, ours if ours is not None else {os.getpid()})
     kernel = 0.0
-    foreign: dict[str, float] = defaultdict(float)
+    foreign: dict[int, float] = defaultdict(float)
     for pid, proc in after.processes.items():
         if pid in mine:
             continue
@@ -143,15 +143,15 @@ def usage(before: Snapshot, after: Snapshot, ours: set[int] | None = None) -> Us
         if _KTHREADD in (pid, proc.ppid):
             kernel += spent
         else:
-            foreign[proc.name] += spent
+            foreign[pid] += spent
     return Usage(
         cores,
         machine,
         kernel / elapsed,
         sum(foreign.values()) / elapsed,
         [
-            (name, s / elapsed)
-            for name, s in sorted(foreign.items(), key=lambda x: -x[1])[:3]
-            if s > 0
+            (command_line(pid) or after.processes[pid].name, s / elapsed)
+            for pid, s in sorted(foreign.items(), key=lambda x: -x[1])[:3]
+            if s / elapsed >= 0.01
         ],
     )

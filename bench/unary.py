@@ -331,7 +331,7 @@ def cpu_table(results: list[CaseResult], client_procs: int, external: bool) -> s
         machine = u.machine_cores
         saturated = " (saturated)" if machine is not None and machine >= 0.95 * ncpu else ""
         if u.foreign_cores > FOREIGN_LOAD:
-            top = ", ".join(f"{name} {cores:.2f}" for name, cores in u.foreign_top)
+            top = ", ".join(f"`{name}` {cores:.2f}" for name, cores in u.foreign_top)
             disturbed.append(f"{r.target} {r.rpc} ({top})")
         lines.append(
             f"| {r.target} | {r.rpc} | {_cores(c.get('client'))} | {_cores(busiest)}{flag} "

@@ -25,6 +25,7 @@ from pymongo.database import Database
 
 from memobase_server.gen.memobase.v1 import (
     blob_pb2_grpc,
+    profile_pb2_grpc,
     project_pb2,
     project_pb2_grpc,
     user_pb2_grpc,
@@ -65,6 +66,10 @@ class Stubs:
     @property
     def blobs(self) -> blob_pb2_grpc.BlobServiceStub:
         return blob_pb2_grpc.BlobServiceStub(self.channel)
+
+    @property
+    def profiles(self) -> profile_pb2_grpc.ProfileServiceStub:
+        return profile_pb2_grpc.ProfileServiceStub(self.channel)
 
     @property
     def projects(self) -> project_pb2_grpc.ProjectServiceStub:
@@ -191,6 +196,7 @@ class ScriptedLLM:
             "MEMOBASE_EMBEDDING_API_KEY": "scripted",
             "MEMOBASE_EMBEDDING_MODEL": "text-embedding-3-small",
             "MEMOBASE_EMBEDDING_DIM": "256",
+            "MEMOBASE_EVENT_TAGS": '["emotion", {"name": "topic", "description": "its subject"}]',
         }
 
 

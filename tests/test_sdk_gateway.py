@@ -209,6 +209,8 @@ def test_idempotent_insert_over_rest(stack: Stack, sdk: MemoBaseClient) -> None:
 
 
 def test_unimplemented_routes_answer_501_with_the_envelope(stack: Stack) -> None:
-    reply = _raw(stack, "GET", f"/api/v1/users/profile/{uuid.uuid4()}")
+    reply = _raw(
+        stack, "POST", f"/api/v1/users/roleplay/proactive/{uuid.uuid4()}", json={"messages": []}
+    )
     assert reply.status_code == 501
     assert reply.json()["errno"] == 501 and "not implemented yet" in reply.json()["errmsg"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
 import redis.asyncio as aioredis
@@ -18,24 +19,35 @@ from memobase_server.llm.ports import ChatModel, Embedder
 from memobase_server.pipeline.compute import MemoryPipeline
 from memobase_server.services.auth import Authenticator
 from memobase_server.services.blobs import Blobs
+from memobase_server.services.context import ContextBuilder
+from memobase_server.services.events import Events
 from memobase_server.services.flushes import FlushService
+from memobase_server.services.gist_indexer import GistIndexer, IndexEraser
 from memobase_server.services.health import DependencyHealth
+from memobase_server.services.profile_store import ProfileStore
+from memobase_server.services.profiles import Profiles
+from memobase_server.services.project_configs import ProjectConfigs
 from memobase_server.services.projects import Projects
+from memobase_server.services.timeline import Timeline
 from memobase_server.services.users import Users
 from memobase_server.storage.mongo.blobs import MongoBlobRepo, MongoBufferRepo
 from memobase_server.storage.mongo.database import MongoDatabase
-from memobase_server.storage.mongo.events import MongoEventRepo
+from memobase_server.storage.mongo.events import MongoEventEditRepo, MongoEventRepo
 from memobase_server.storage.mongo.flushes import MongoFlushRepo
 from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.mongo.projects import MongoProjectRepo
 from memobase_server.storage.mongo.purge import MongoUserDataPurger
 from memobase_server.storage.mongo.usage import MongoUsageRepo
 from memobase_server.storage.mongo.users import MongoUserRepo
+from memobase_server.storage.ports import GistIndex
+from memobase_server.storage.qdrant.client import connect_qdrant_gist_index
+from memobase_server.storage.qdrant.edge import EdgeGistIndex
 from memobase_server.storage.redis.buffer_state import RedisBufferState
 from memobase_server.storage.redis.client import connect_redis
 from memobase_server.storage.redis.flush_queue import RedisFlushQueue
 from memobase_server.storage.redis.locks import RedisUserLocks
 from memobase_server.storage.redis.project_keys import RedisProjectKeyCache
+from memobase_server.storage.redis.read_cache import RedisReadCache
 from memobase_server.transport.gateway import build_gateway
 from memobase_server.transport.grpc.server import GrpcServer, Servicers
 from memobase_server.transport.grpc.servicers.blobs import BlobServicer
@@ -91,6 +103,15 @@ def build_embedder(settings: Settings) -> Embedder | None:
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
     )
+
+
+def build_gist_index(settings: Settings, embedder: Embedder | None) -> GistIndex | None:
+    """A Qdrant server when `qdrant_url` is set, else Qdrant's engine in process, on disk."""
+    if embedder is None:
+        return None
+    if settings.qdrant_url:
+        return connect_qdrant_gist_index(embedder.model_name, embedder.dim, url=settings.qdrant_url)
+    return EdgeGistIndex(Path(settings.vector_store_path), embedder.model_name, embedder.dim)
 
 
 def _root_token(settings: Settings) -> str:
@@ -152,15 +173,35 @@ class Application:
         self.redis: aioredis.Redis = connect_redis(
             settings.redis_url, settings.redis_max_connections
         )
+        ns = settings.project_id
+        cache_ttl = settings.cache_user_profiles_ttl
         user_repo = MongoUserRepo(self.mongo)
         project_repo = MongoProjectRepo(self.mongo)
-        key_cache = RedisProjectKeyCache(self.redis, settings.project_id)
+        key_cache = RedisProjectKeyCache(self.redis, ns)
         self.health = DependencyHealth(self.mongo, self.redis)
         self.projects = Projects(project_repo, key_cache)
-        self.users = Users(user_repo, MongoUserDataPurger(self.mongo))
+        self.configs = ProjectConfigs(settings, project_repo)
+        profile_store = ProfileStore(
+            MongoProfileRepo(self.mongo), RedisReadCache(self.redis, ns, "profile", cache_ttl)
+        )
+        timeline = Timeline(
+            MongoEventRepo(self.mongo),
+            RedisReadCache(self.redis, ns, "events", cache_ttl),
+            RedisReadCache(self.redis, ns, "gists", cache_ttl),
+        )
+        self.users = Users(user_repo, [MongoUserDataPurger(self.mongo), profile_store, timeline])
         self.blobs = Blobs(MongoBlobRepo(self.mongo), self.users, settings.timezone)
         chat_model = build_chat_model(settings)
         self.embedder = build_embedder(settings)
+        self.gist_index = build_gist_index(settings, self.embedder)
+        event_edits = MongoEventEditRepo(self.mongo)
+        self.indexer = (
+            GistIndexer(event_edits, self.gist_index, self.embedder)
+            if self.gist_index is not None and self.embedder is not None
+            else None
+        )
+        if self.gist_index is not None:
+            self.users.add_eraser(IndexEraser(self.gist_index))
         pipeline = (
             MemoryPipeline(
                 chat_model,
@@ -175,21 +216,24 @@ class Application:
             else None
         )
         buffer_repo = MongoBufferRepo(self.mongo)
-        queue = RedisFlushQueue(self.redis, settings.project_id)
-        buffer_state = RedisBufferState(self.redis, settings.project_id)
+        queue = RedisFlushQueue(self.redis, ns)
+        buffer_state = RedisBufferState(self.redis, ns)
         self.flushes = FlushService(
             settings=settings,
             pipeline=pipeline,
             buffer=buffer_repo,
             flushes=MongoFlushRepo(self.mongo),
-            profiles=MongoProfileRepo(self.mongo),
+            profiles=profile_store,
             events=MongoEventRepo(self.mongo),
             usage=MongoUsageRepo(self.mongo),
-            projects=project_repo,
+            configs=self.configs,
+            timeline=timeline,
             queue=queue,
-            locks=RedisUserLocks(self.redis, settings.project_id, settings.flush_lease_seconds),
+            locks=RedisUserLocks(self.redis, ns, settings.flush_lease_seconds),
             buffer_state=buffer_state,
         )
+        if self.indexer is not None:
+            self.flushes.on_gists_written(self.indexer.kick)
         self.worker = (
             FlushWorker(
                 queue,
@@ -209,14 +253,30 @@ class Application:
             max_attempts=settings.flush_max_attempts,
             size_threshold=settings.max_chat_blob_buffer_token_size,
         )
+        profiles = Profiles(
+            profile_store,
+            self.users,
+            chat_model,
+            summary_model=settings.summary_model,
+            language=settings.language,
+        )
+        events = Events(timeline, event_edits, self.gist_index, self.embedder)
+        context_builder = ContextBuilder(
+            profile_store,
+            profiles,
+            timeline,
+            events,
+            self.configs,
+            semantic_events=self.gist_index is not None,
+        )
         self._background: list[asyncio.Task[None]] = []
         self._serving = False
         self.grpc = GrpcServer(
             Servicers(
                 users=UserServicer(self.users),
                 blobs=BlobServicer(self.blobs, self.flushes),
-                profiles=ProfileServicer(),
-                events=EventServicer(),
+                profiles=ProfileServicer(profiles, context_builder),
+                events=EventServicer(events),
                 projects=ProjectServicer(self.projects, self.health),
             ),
             Authenticator(root_token, project_repo, key_cache),
@@ -258,6 +318,10 @@ class Application:
         await self.mongo.ensure_indexes()
         await self.projects.ensure_root()
         self._serving = True
+        if self.gist_index is not None:
+            await self.gist_index.open()
+        if self.indexer is not None:
+            self._background.append(asyncio.create_task(self.indexer.run()))
         grpc_port = await self.grpc.start(settings.host, settings.grpc_port)
         log.info("gRPC listening on %s:%d", settings.host, grpc_port)
         if self.gateway is not None:
@@ -286,6 +350,8 @@ class Application:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.gist_index is not None and self._serving:
+            await self.gist_index.close()
         if self.embedder is not None:
             await self.embedder.close()
         await self.mongo.close()

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from qdrant_client import AsyncQdrantClient
 
+from memobase_server.domain.errors import Unavailable
 from memobase_server.storage.ports import GistIndex, GistPoint
 from memobase_server.storage.qdrant.client import QdrantGistIndex, connect_qdrant_gist_index
 from memobase_server.storage.qdrant.common import IndexLockedError, collection_name
 from memobase_server.storage.qdrant.edge import EdgeGistIndex
+from tests import servers
 
 DIM = 8
 MODEL = "test-model"
@@ -286,8 +289,6 @@ async def test_models_and_dimensions_get_their_own_collections(
         entries = await asyncio.to_thread(os.listdir, tmp_path)
         assert {e for e in entries if not e.endswith(".lock")} == names
     else:
-        from qdrant_client import AsyncQdrantClient
-
         client = AsyncQdrantClient(path=str(tmp_path))
         try:
             listed = {c.name for c in (await client.get_collections()).collections}
@@ -338,3 +339,37 @@ def test_the_factory_wants_one_location() -> None:
         connect_qdrant_gist_index(MODEL, DIM)
     with pytest.raises(ValueError, match="exactly one"):
         connect_qdrant_gist_index(MODEL, DIM, url="http://127.0.0.1:6333", path=":memory:")
+
+
+async def test_an_unreachable_qdrant_server_is_unavailable() -> None:
+    index = connect_qdrant_gist_index(
+        MODEL, DIM, url=f"http://127.0.0.1:{servers.free_port()}", timeout=2
+    )
+    try:
+        with pytest.raises(Unavailable, match="vector index is unavailable"):
+            await index.open()
+        with pytest.raises(Unavailable, match="vector index is unavailable"):
+            await index.search("proj_a", "u1", unit(1), limit=1, min_similarity=0, since=None)
+    finally:
+        await index.close()
+
+
+async def test_edge_optimize_keeps_the_data(tmp_path: pathlib.Path) -> None:
+    index = EdgeGistIndex(tmp_path, MODEL, DIM)
+    await index.open()
+    try:
+        await index.upsert([gist(f"u{i % 2}", unit(1, i), content=f"g{i}") for i in range(300)])
+        await index.delete_user("proj_a", "u0")
+        await index.optimize()
+        assert await index.count() == 150
+        assert len(await search(index, "u1", unit(1), limit=500)) == 150
+        assert await search(index, "u0", unit(1)) == []
+    finally:
+        await index.close()
+
+    reopened = EdgeGistIndex(tmp_path, MODEL, DIM)
+    await reopened.open()
+    try:
+        assert await reopened.count() == 150
+    finally:
+        await reopened.close()

@@ -11,19 +11,21 @@ def render_date(moment: datetime, zone: tzinfo | None) -> str:
     return moment.astimezone(zone).strftime("%Y/%m/%d")
 
 
+def render_message(message: JsonObject, default_when: str) -> str:
+    """`[when] name: content`, name being `alias(role)` or the role."""
+    role = message["role"]
+    alias = message.get("alias")
+    name = f"{alias}({role})" if alias else role
+    when = message.get("created_at") or default_when
+    return f"[{when}] {name}: {message['content']}"
+
+
 def render_blob(
     blob_type: BlobType, blob_data: JsonObject, stored_at: datetime, zone: tzinfo | None
 ) -> str:
     date = render_date(stored_at, zone)
     if blob_type is BlobType.CHAT:
-        lines = []
-        for message in blob_data["messages"]:
-            role = message["role"]
-            alias = message.get("alias")
-            name = f"{alias}({role})" if alias else role
-            when = message.get("created_at") or date
-            lines.append(f"[{when}] {name}: {message['content']}")
-        return "\n".join(lines)
+        return "\n".join(render_message(m, date) for m in blob_data["messages"])
     if blob_type is BlobType.SUMMARY:
         summary = " ".join(str(blob_data["summary"]).splitlines())
         return f"- {summary}[{date}]"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from memobase_server.config.settings import Settings
@@ -25,23 +26,22 @@ from memobase_server.domain.events import DeltaEntry, Event, EventGist
 from memobase_server.domain.flush_plan import FlushPlan, FlushRecord, FlushState
 from memobase_server.domain.ids import parse_uuid
 from memobase_server.domain.models import BUFFERED_BLOB_TYPES, Blob, BlobType, BufferStatus, utcnow
-from memobase_server.domain.profile_config import parse_profile_config
+from memobase_server.domain.profiles import UserProfile
 from memobase_server.pipeline.apply import ProfileChanges, apply_slot_ops
 from memobase_server.pipeline.compute import MemoryPipeline
-from memobase_server.pipeline.topics import MemoryConfig, memory_config
+from memobase_server.services.profile_store import ProfileStore
+from memobase_server.services.project_configs import ProjectConfigs
+from memobase_server.services.timeline import Timeline
 from memobase_server.storage.mongo.blobs import MongoBufferRepo
 from memobase_server.storage.mongo.events import MongoEventRepo
 from memobase_server.storage.mongo.flushes import MongoFlushRepo
-from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.mongo.usage import MongoUsageRepo
-from memobase_server.storage.ports import ProjectRepo
 from memobase_server.storage.redis.buffer_state import RedisBufferState
 from memobase_server.storage.redis.flush_queue import FlushJob, RedisFlushQueue
 from memobase_server.storage.redis.locks import RedisUserLocks
 
 log = logging.getLogger(__name__)
 
-PROFILE_WRITE_ATTEMPTS = 8
 LLM_NOT_CONFIGURED = (
     "LLM not configured: set llm_api_key (MEMOBASE_LLM_API_KEY) and, for other providers, "
     "llm_base_url. Buffered chats are kept and will be processed once it is set."
@@ -70,10 +70,11 @@ class FlushService:
         pipeline: MemoryPipeline | None,
         buffer: MongoBufferRepo,
         flushes: MongoFlushRepo,
-        profiles: MongoProfileRepo,
+        profiles: ProfileStore,
         events: MongoEventRepo,
         usage: MongoUsageRepo,
-        projects: ProjectRepo,
+        configs: ProjectConfigs,
+        timeline: Timeline,
         queue: RedisFlushQueue,
         locks: RedisUserLocks,
         buffer_state: RedisBufferState,
@@ -85,10 +86,16 @@ class FlushService:
         self._profiles = profiles
         self._events = events
         self._usage = usage
-        self._projects = projects
+        self._configs = configs
+        self._timeline = timeline
+        self._gists_written: Callable[[], None] | None = None
         self._queue = queue
         self._locks = locks
         self._buffer_state = buffer_state
+
+    def on_gists_written(self, callback: Callable[[], None]) -> None:
+        """Called after a commit stored gists (the in-process indexer's wake-up)."""
+        self._gists_written = callback
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -187,7 +194,7 @@ class FlushService:
         await self._flushes.insert(record)
         started = time.perf_counter()
         try:
-            config = await self._memory_config(record.project_id)
+            config = await self._configs.memory_config(record.project_id)
             profile = await self._profiles.load(record.project_id, record.user_id)
             plan = await pipeline.compute(flush_id, batch, profile, config)
         except MemobaseError as exc:
@@ -219,11 +226,6 @@ class FlushService:
             record, FlushState.FAILED, expected=(FlushState.CLAIMED,), error=reason
         ):
             await self._buffer.settle(record.flush_id, BufferStatus.FAILED, error=reason)
-
-    async def _memory_config(self, project_id: str) -> MemoryConfig:
-        project = await self._projects.get(project_id)
-        text = project.profile_config if project else None
-        return memory_config(self._settings, parse_profile_config(text))
 
     async def _commit(self, record: FlushRecord, plan: FlushPlan) -> FlushResult:
         now = utcnow()
@@ -261,6 +263,9 @@ class FlushService:
                     for i, content in enumerate(plan.gists)
                 ]
             )
+            await self._timeline.changed(record.project_id, record.user_id)
+            if self._gists_written is not None and plan.gists:
+                self._gists_written()
         changes = await self._apply_profile(record, plan)
         keep = self._settings.persistent_chat_blobs or record.blob_type is not BlobType.CHAT
         await self._buffer.settle(plan.flush_id, BufferStatus.DONE, delete=not keep)
@@ -272,11 +277,14 @@ class FlushService:
     async def _apply_profile(self, record: FlushRecord, plan: FlushPlan) -> ProfileChanges:
         if not plan.slot_ops:
             return ProfileChanges()
-        for _ in range(PROFILE_WRITE_ATTEMPTS):
-            profile = await self._profiles.load(record.project_id, record.user_id)
-            if plan.flush_id in profile.applied_flushes:
-                return ProfileChanges()
-            updated, changes = apply_slot_ops(profile, plan.slot_ops, plan.flush_id, utcnow())
-            if await self._profiles.save(updated, profile.version):
-                return changes
-        raise FailedPrecondition("The profile kept changing during the flush; retry later")
+        outcome = ProfileChanges()
+
+        async def change(profile: UserProfile) -> UserProfile | None:
+            nonlocal outcome
+            if plan.flush_id in profile.applied_flushes:  # a resumed commit: already applied
+                return None
+            updated, outcome = apply_slot_ops(profile, plan.slot_ops, plan.flush_id, utcnow())
+            return updated
+
+        await self._profiles.update(record.project_id, record.user_id, change)
+        return outcome

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from memobase_server.domain.errors import NotFound
 from memobase_server.domain.ids import new_id, parse_uuid
 from memobase_server.domain.models import JsonObject, User, utcnow
@@ -19,9 +21,13 @@ def unwrap_user_data(body: JsonObject | None) -> JsonObject | None:
 
 
 class Users:
-    def __init__(self, users: UserRepo, purger: UserDataPurger) -> None:
+    def __init__(self, users: UserRepo, erasers: Sequence[UserDataPurger]) -> None:
         self._users = users
-        self._purger = purger
+        self._erasers = list(erasers)
+
+    def add_eraser(self, eraser: UserDataPurger) -> None:
+        """Something else that holds per-user data (a cache, the vector index)."""
+        self._erasers.append(eraser)
 
     async def create(self, project_id: str, user_id: str | None, data: JsonObject | None) -> str:
         user_id = parse_uuid(user_id, "id") if user_id else new_id()
@@ -50,7 +56,8 @@ class Users:
         # purge that follows cannot race with new data.
         if not await self._users.delete(project_id, user_id):
             raise NotFound(f"User {user_id} not found")
-        await self._purger.purge(project_id, user_id)
+        for eraser in self._erasers:
+            await eraser.purge(project_id, user_id)
 
     async def require(self, project_id: str, user_id: str) -> None:
         if not await self._users.exists(project_id, user_id):

@@ -115,3 +115,59 @@ class MongoEventRepo:
             [("created_at", ASCENDING), ("_id", ASCENDING)]
         )
         return [to_gist(doc) async for doc in cursor]
+
+
+class MongoEventEditRepo:
+    """Reads and edits of single events and their gists (the API side of the timeline)."""
+
+    def __init__(self, db: MongoDatabase) -> None:
+        self._events = db.collection(EVENTS)
+        self._gists = db.collection(EVENT_GISTS)
+
+    async def get(self, project_id: str, user_id: str, event_id: str) -> Event | None:
+        doc = await self._events.find_one({"_id": event_key(project_id, user_id, event_id)})
+        return to_event(doc) if doc else None
+
+    async def replace(self, event: Event) -> bool:
+        result = await self._events.replace_one(
+            {"_id": event_key(event.project_id, event.user_id, event.event_id)}, _event_doc(event)
+        )
+        return result.matched_count == 1
+
+    async def delete(self, project_id: str, user_id: str, event_id: str) -> bool:
+        result = await self._events.delete_one({"_id": event_key(project_id, user_id, event_id)})
+        await self.delete_gists(project_id, user_id, event_id)
+        return result.deleted_count == 1
+
+    async def delete_gists(self, project_id: str, user_id: str, event_id: str) -> None:
+        await self._gists.delete_many(
+            {"project_id": project_id, "user_id": user_id, "event_id": event_id}
+        )
+
+    async def add_gists(self, gists: Sequence[EventGist]) -> None:
+        if gists:
+            await self._gists.insert_many([_gist_doc(g) for g in gists], ordered=False)
+
+    async def unindexed(self, limit: int) -> list[EventGist]:
+        cursor = self._gists.find({"indexed": False}).limit(limit)
+        return [to_gist(doc) async for doc in cursor]
+
+    async def set_vectors(self, gists: Sequence[EventGist]) -> None:
+        for gist in gists:
+            await self._gists.update_one(
+                {"_id": event_key(gist.project_id, gist.user_id, gist.gist_id)},
+                {
+                    "$set": {
+                        "vector": list(gist.vector) if gist.vector is not None else None,
+                        "embedding_model": gist.embedding_model,
+                    }
+                },
+            )
+
+    async def mark_indexed(self, gists: Sequence[EventGist]) -> None:
+        keys = [event_key(g.project_id, g.user_id, g.gist_id) for g in gists]
+        if keys:
+            await self._gists.update_many({"_id": {"$in": keys}}, {"$set": {"indexed": True}})
+
+    async def mark_all_unindexed(self) -> None:
+        await self._gists.update_many({}, {"$set": {"indexed": False}})

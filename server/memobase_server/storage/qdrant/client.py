@@ -5,6 +5,9 @@ The collection is named for the vector space (`event_gists__<model-slug>__<dim>`
 distance, with keyword payload indexes on project_id, user_id and event_id and a float index on
 created_at_ts (epoch seconds; the `since` filter is a range on it).
 
+Against a server, a connection failure, a timeout or a 5xx answer becomes
+`Unavailable("The vector index is unavailable; retry later")`.
+
 Local mode is brute force in Python and its "async" methods run numpy on the calling loop
 (measured: tens of milliseconds per filtered query at a few thousand points). An index built by
 `connect_qdrant_gist_index` for a path or ":memory:" therefore runs every client call on a
@@ -17,13 +20,17 @@ asked for one), so none are requested there. A local directory serves one proces
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import grpc
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from memobase_server.domain.errors import Unavailable
 from memobase_server.storage.ports import GistHit, GistPoint
 from memobase_server.storage.qdrant.common import (
     CREATED_AT_TS,
@@ -41,6 +48,10 @@ from memobase_server.storage.qdrant.common import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("memobase.qdrant")
+
+_GRPC_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 _UPSERT_BATCH = 256
 _INDEXES: tuple[tuple[str, models.PayloadSchemaType], ...] = (
@@ -103,9 +114,20 @@ class QdrantGistIndex:
         if self._closed:
             coro.close()
             raise RuntimeError("the gist index is closed")
-        if self._runner is None:
+        if self._runner is not None:
+            return await self._runner.run(coro)
+        try:
             return await coro
-        return await self._runner.run(coro)
+        except (ResponseHandlingException, grpc.aio.AioRpcError) as exc:
+            if isinstance(exc, grpc.aio.AioRpcError) and exc.code() not in _GRPC_DOWN:
+                raise
+            log.warning("Qdrant request failed: %s", type(exc).__name__)
+            raise Unavailable("The vector index is unavailable; retry later") from None
+        except UnexpectedResponse as exc:
+            if exc.status_code is None or exc.status_code < 500:
+                raise
+            log.warning("Qdrant request failed: HTTP %s", exc.status_code)
+            raise Unavailable("The vector index is unavailable; retry later") from None
 
     async def open(self) -> None:
         await self._call(self._open())
@@ -113,11 +135,17 @@ class QdrantGistIndex:
     async def _open(self) -> None:
         client, name = self._client, self._collection
         if not await client.collection_exists(name):
-            await client.create_collection(
-                name,
-                vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE),
-                timeout=self._timeout,
-            )
+            try:
+                await client.create_collection(
+                    name,
+                    vectors_config=models.VectorParams(
+                        size=self._dim, distance=models.Distance.COSINE
+                    ),
+                    timeout=self._timeout,
+                )
+            except UnexpectedResponse as exc:
+                if exc.status_code != 409:  # created meanwhile by another process: fine
+                    raise
         else:
             params = (await client.get_collection(name)).config.params.vectors
             size = params.size if isinstance(params, models.VectorParams) else None
@@ -234,8 +262,13 @@ def connect_qdrant_gist_index(
     if (url is None) == (path is None):
         raise ValueError("give exactly one of url= (a Qdrant server) or path= (local mode)")
     if url is not None:
+        # No version check: it is a blocking HTTP call in the constructor, on the caller's loop.
         client = AsyncQdrantClient(
-            url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc
+            url=url,
+            api_key=api_key,
+            timeout=timeout,
+            prefer_grpc=prefer_grpc,
+            check_compatibility=False,
         )
         return QdrantGistIndex(client, model_name, dim, timeout=timeout)
     try:

@@ -41,3 +41,13 @@ def buffer_tokens(namespace: str, project_id: str, user_id: str, blob_type: str)
 def buffer_last_insert(namespace: str) -> str:
     """Sorted set of `project|user|type` by the time of the last insert, for idle flushes."""
     return f"memobase:{namespace}:buffer:last_insert"
+
+
+def read_cache(namespace: str, kind: str, project_id: str, user_id: str) -> str:
+    """A compiled read of one user's data (profile, timeline), tagged with its version."""
+    return f"memobase:{namespace}:cache:{kind}:{{{project_id}:{user_id}}}"
+
+
+def read_version(namespace: str, kind: str, project_id: str, user_id: str) -> str:
+    """Bumped by every write to that data; a cached read of another version is stale."""
+    return f"memobase:{namespace}:cache:{kind}:version:{{{project_id}:{user_id}}}"

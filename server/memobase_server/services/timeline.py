@@ -1,0 +1,91 @@
+"""A user's events and gists as readers see them: MongoDB behind versioned Redis read caches.
+Every event or gist write goes through `changed`, which invalidates both."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from memobase_server.domain.events import DeltaEntry, Event, EventGist
+from memobase_server.storage.mongo.events import MongoEventRepo
+from memobase_server.storage.redis.read_cache import RedisReadCache
+
+
+def _encode_event(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.event_id,
+        "tip": event.event_tip,
+        "tags": [list(t) for t in event.event_tags],
+        "delta": [[d.content, d.topic, d.sub_topic] for d in event.profile_delta],
+        "created_at": event.created_at.isoformat(),
+        "updated_at": event.updated_at.isoformat(),
+    }
+
+
+def _decode_event(project_id: str, user_id: str, raw: dict[str, Any]) -> Event:
+    return Event(
+        project_id=project_id,
+        user_id=user_id,
+        event_id=raw["id"],
+        event_tip=raw["tip"],
+        event_tags=tuple((t, v) for t, v in raw["tags"]),
+        profile_delta=tuple(DeltaEntry(c, t, s) for c, t, s in raw["delta"]),
+        created_at=datetime.fromisoformat(raw["created_at"]),
+        updated_at=datetime.fromisoformat(raw["updated_at"]),
+    )
+
+
+def _encode_gist(gist: EventGist) -> dict[str, Any]:
+    return {
+        "id": gist.gist_id,
+        "event_id": gist.event_id,
+        "content": gist.content,
+        "created_at": gist.created_at.isoformat(),
+    }
+
+
+def _decode_gist(project_id: str, user_id: str, raw: dict[str, Any]) -> EventGist:
+    return EventGist(
+        project_id=project_id,
+        user_id=user_id,
+        gist_id=raw["id"],
+        event_id=raw["event_id"],
+        content=raw["content"],
+        created_at=datetime.fromisoformat(raw["created_at"]),
+    )
+
+
+class Timeline:
+    def __init__(
+        self, repo: MongoEventRepo, events_cache: RedisReadCache, gists_cache: RedisReadCache
+    ) -> None:
+        self._repo = repo
+        self._events_cache = events_cache
+        self._gists_cache = gists_cache
+
+    async def events(self, project_id: str, user_id: str) -> list[Event]:
+        """Oldest first."""
+        version, cached = await self._events_cache.get(project_id, user_id)
+        if cached is not None:
+            return [_decode_event(project_id, user_id, e) for e in cached]
+        events = await self._repo.list_events(project_id, user_id)
+        await self._events_cache.put(
+            project_id, user_id, version, [_encode_event(e) for e in events]
+        )
+        return events
+
+    async def gists(self, project_id: str, user_id: str) -> list[EventGist]:
+        """Oldest first, without vectors."""
+        version, cached = await self._gists_cache.get(project_id, user_id)
+        if cached is not None:
+            return [_decode_gist(project_id, user_id, g) for g in cached]
+        gists = await self._repo.list_gists(project_id, user_id)
+        await self._gists_cache.put(project_id, user_id, version, [_encode_gist(g) for g in gists])
+        return gists
+
+    async def changed(self, project_id: str, user_id: str) -> None:
+        await self._events_cache.bump(project_id, user_id)
+        await self._gists_cache.bump(project_id, user_id)
+
+    async def purge(self, project_id: str, user_id: str) -> None:
+        await self.changed(project_id, user_id)

@@ -1,0 +1,69 @@
+"""Versioned read caches in Redis, safe against the read-then-write race.
+
+A reader fetches the version counter and the cached value in one round trip; a hit needs the
+value's tag to equal the counter. On a miss it loads from MongoDB and stores the result tagged
+with the version it saw *before* loading, so a write that landed meanwhile (and bumped the
+counter) leaves that entry stale, never wrong. Writers bump the counter after writing MongoDB.
+Wiping Redis loses only speed: a missing counter reads as 0 and every entry is then missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from memobase_server.storage.redis import keys
+
+log = logging.getLogger(__name__)
+
+
+class RedisReadCache:
+    def __init__(self, redis: aioredis.Redis, namespace: str, kind: str, ttl_s: int) -> None:
+        self._redis = redis
+        self._namespace = namespace
+        self._kind = kind
+        self._ttl_s = max(ttl_s, 1)
+
+    def _keys(self, project_id: str, user_id: str) -> tuple[str, str]:
+        return (
+            keys.read_version(self._namespace, self._kind, project_id, user_id),
+            keys.read_cache(self._namespace, self._kind, project_id, user_id),
+        )
+
+    async def get(self, project_id: str, user_id: str) -> tuple[int, Any | None]:
+        """The current version, and the cached value if it is of that version."""
+        version_key, value_key = self._keys(project_id, user_id)
+        try:
+            raw_version, raw_value = await self._redis.mget(version_key, value_key)
+        except Exception as exc:
+            log.warning("read cache unavailable: %r", exc)
+            return -1, None
+        version = int(raw_version or 0)
+        if raw_value is None:
+            return version, None
+        cached = json.loads(raw_value)
+        if cached.get("v") != version:
+            return version, None
+        return version, cached["data"]
+
+    async def put(self, project_id: str, user_id: str, version: int, data: Any) -> None:
+        if version < 0:  # Redis was unreachable when the version was read
+            return
+        _, value_key = self._keys(project_id, user_id)
+        payload = json.dumps({"v": version, "data": data}, separators=(",", ":"), default=str)
+        try:
+            await self._redis.set(value_key, payload, ex=self._ttl_s)
+        except Exception as exc:
+            log.warning("read cache not stored: %r", exc)
+
+    async def bump(self, project_id: str, user_id: str) -> None:
+        """Call after every write of the underlying data."""
+        version_key, _ = self._keys(project_id, user_id)
+        try:
+            await self._redis.incr(version_key)
+        except Exception as exc:
+            # The entry then lives until its TTL: bounded staleness rather than a failed write.
+            log.warning("read cache version not bumped: %r", exc)
