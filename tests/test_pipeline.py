@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from memobase import ChatBlob, MemoBaseClient
 from memobase.core.blob import BlobType
 from memobase.error import ServerError
@@ -211,3 +212,13 @@ def test_tokens_are_recorded_per_step(
         before.get("steps", {}).get("extract", {}).get("input_tokens", 0)
     )
     assert grew == spent > 0
+
+
+def test_background_flushes_survive_a_redis_wipe(
+    stack: Stack, sdk: MemoBaseClient, database: Database[Any], llm: ScriptedLLM
+) -> None:
+    redis.Redis.from_url(stack.redis_url).flushall()  # the stream and its group are gone
+    user = sdk.get_or_create_user(str(uuid.uuid4()))
+    user.insert(chat("I live in Lima."))
+    assert user.flush(sync=False) is True
+    wait_until(lambda: ("contact_info", "city") in slots(database, user.user_id))

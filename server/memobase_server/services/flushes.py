@@ -27,6 +27,7 @@ from memobase_server.domain.flush_plan import FlushPlan, FlushRecord, FlushState
 from memobase_server.domain.ids import parse_uuid
 from memobase_server.domain.models import BUFFERED_BLOB_TYPES, Blob, BlobType, BufferStatus, utcnow
 from memobase_server.domain.profiles import UserProfile
+from memobase_server.faults import crash_point
 from memobase_server.pipeline.apply import ProfileChanges, apply_slot_ops
 from memobase_server.pipeline.compute import MemoryPipeline
 from memobase_server.services.profile_store import ProfileStore
@@ -192,6 +193,7 @@ class FlushService:
             created_at=utcnow(),
         )
         await self._flushes.insert(record)
+        crash_point("after_claim")
         started = time.perf_counter()
         try:
             config = await self._configs.memory_config(record.project_id)
@@ -209,6 +211,7 @@ class FlushService:
         ):
             log.warning("flush %s was taken over while computing; dropping its plan", flush_id)
             return None
+        crash_point("after_compute")
         result = await self._commit(record, plan)
         log.info(
             "flush %s: %d chats, %d profile changes, event %s, %.0f ms",
@@ -266,7 +269,9 @@ class FlushService:
             await self._timeline.changed(record.project_id, record.user_id)
             if self._gists_written is not None and plan.gists:
                 self._gists_written()
+        crash_point("after_event")
         changes = await self._apply_profile(record, plan)
+        crash_point("after_profile")
         keep = self._settings.persistent_chat_blobs or record.blob_type is not BlobType.CHAT
         await self._buffer.settle(plan.flush_id, BufferStatus.DONE, delete=not keep)
         await self._flushes.transition(

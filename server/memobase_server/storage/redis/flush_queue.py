@@ -61,9 +61,17 @@ class RedisFlushQueue:
     async def read(
         self, consumer: str, *, count: int, block_ms: int
     ) -> list[tuple[str, FlushJob | None]]:
-        reply: Any = await self._redis.xreadgroup(
-            keys.FLUSH_GROUP, consumer, {self._stream: ">"}, count=count, block=block_ms
-        )
+        try:
+            reply: Any = await self._redis.xreadgroup(
+                keys.FLUSH_GROUP, consumer, {self._stream: ">"}, count=count, block=block_ms
+            )
+        except ResponseError as exc:
+            # Redis was wiped (stream and group gone): recreate them; the reconciler re-queues
+            # whatever was waiting.
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_group()
+            return []
         return [
             (msg_id, _decode(fields)) for _, messages in reply or [] for msg_id, fields in messages
         ]
@@ -72,9 +80,15 @@ class RedisFlushQueue:
         self, consumer: str, *, min_idle_ms: int, count: int
     ) -> list[tuple[str, FlushJob | None]]:
         """Takes over jobs another consumer read but did not acknowledge for `min_idle_ms`."""
-        reply: Any = await self._redis.xautoclaim(
-            self._stream, keys.FLUSH_GROUP, consumer, min_idle_ms, start_id="0-0", count=count
-        )
+        try:
+            reply: Any = await self._redis.xautoclaim(
+                self._stream, keys.FLUSH_GROUP, consumer, min_idle_ms, start_id="0-0", count=count
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_group()
+            return []
         messages = reply[1] if reply else []
         return [(msg_id, _decode(fields)) for msg_id, fields in messages if fields]
 
