@@ -115,7 +115,10 @@ class FlushService:
             return []
         if wait:
             return await self.flush_now(blob.project_id, blob.user_id, blob.blob_type)
-        await self.enqueue(blob.project_id, blob.user_id, blob.blob_type, "size")
+        try:
+            await self.enqueue(blob.project_id, blob.user_id, blob.blob_type, "size")
+        except Exception as exc:  # the blob is stored; the reconciler queues the flush later
+            log.warning("flush not queued after insert: %r", exc)
         return []
 
     async def request(
