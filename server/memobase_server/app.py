@@ -48,7 +48,8 @@ from memobase_server.storage.redis.flush_queue import RedisFlushQueue
 from memobase_server.storage.redis.locks import RedisUserLocks
 from memobase_server.storage.redis.project_keys import RedisProjectKeyCache
 from memobase_server.storage.redis.read_cache import RedisReadCache
-from memobase_server.transport.gateway import build_gateway
+from memobase_server.transport.gateway import Invoker, build_gateway
+from memobase_server.transport.grpc.inprocess import InProcessInvoker
 from memobase_server.transport.grpc.server import GrpcServer, Servicers
 from memobase_server.transport.grpc.servicers.blobs import BlobServicer
 from memobase_server.transport.grpc.servicers.events import EventServicer
@@ -137,23 +138,33 @@ class RestGateway:
     def port(self) -> int:
         return self._http.port if self._http else 0
 
-    async def start(self, target: str) -> int:
+    async def start(self, target: str | Invoker) -> int:
+        """`target`: the host:port of a gRPC server, or an in-process invoker."""
         settings = self._settings
-        self._channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", settings.max_request_bytes),
-                ("grpc.max_send_message_length", settings.max_request_bytes),
-            ],
-        )
+        route_to: grpc.aio.Channel | Invoker
+        if isinstance(target, str):
+            self._channel = route_to = grpc.aio.insecure_channel(
+                target,
+                options=[
+                    ("grpc.max_receive_message_length", settings.max_request_bytes),
+                    ("grpc.max_send_message_length", settings.max_request_bytes),
+                ],
+            )
+        else:
+            route_to = target
         gateway = build_gateway(
-            self._channel,
+            route_to,
             deadline_s=settings.request_deadline_seconds,
             max_body_bytes=settings.max_request_bytes,
         )
         self._http = HttpServer(gateway)
         port = await self._http.start(settings.host, settings.http_port)
-        log.info("REST gateway listening on %s:%d, calling gRPC at %s", settings.host, port, target)
+        log.info(
+            "REST gateway listening on %s:%d, calling gRPC %s",
+            settings.host,
+            port,
+            f"at {target}" if isinstance(target, str) else "in process",
+        )
         return port
 
     async def stop(self) -> None:
@@ -325,7 +336,10 @@ class Application:
         grpc_port = await self.grpc.start(settings.host, settings.grpc_port)
         log.info("gRPC listening on %s:%d", settings.host, grpc_port)
         if self.gateway is not None:
-            await self.gateway.start(settings.gateway_grpc_target or f"127.0.0.1:{grpc_port}")
+            await self.gateway.start(
+                settings.gateway_grpc_target
+                or await InProcessInvoker.build(self.grpc.registrations, self.grpc.interceptors)
+            )
         await self.start_background(worker=self.worker is not None)
 
     async def start_background(self, *, worker: bool) -> None:

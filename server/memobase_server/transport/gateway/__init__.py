@@ -16,9 +16,20 @@ from memobase_server.gen.memobase.v1 import (
 )
 
 from .app import DEFAULT_DEADLINE_S, DEFAULT_MAX_BODY_BYTES, ExtraRoute, GatewayApp
+from .invokers import ChannelInvoker, Invoker, RpcFailure
 from .routes import Route, Router
 
-__all__ = ["ExtraRoute", "GatewayApp", "Route", "Router", "build_gateway", "service_descriptors"]
+__all__ = [
+    "ChannelInvoker",
+    "ExtraRoute",
+    "GatewayApp",
+    "Invoker",
+    "Route",
+    "Router",
+    "RpcFailure",
+    "build_gateway",
+    "service_descriptors",
+]
 
 
 def service_descriptors() -> list[ServiceDescriptor]:
@@ -33,16 +44,21 @@ def service_descriptors() -> list[ServiceDescriptor]:
 
 
 def build_gateway(
-    channel: grpc.aio.Channel,
+    channel_or_invoker: grpc.aio.Channel | Invoker,
     *,
     deadline_s: float = DEFAULT_DEADLINE_S,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Mapping[str, ExtraRoute] | None = None,
 ) -> GatewayApp:
-    """The gateway for the five Memobase services, calling them over `channel`."""
+    """The gateway for the five Memobase services, calling them over a channel or in process."""
+    invoker = (
+        ChannelInvoker(channel_or_invoker)
+        if isinstance(channel_or_invoker, grpc.aio.Channel)
+        else channel_or_invoker
+    )
     return GatewayApp(
         Router.from_services(service_descriptors()),
-        channel,
+        invoker,
         deadline_s=deadline_s,
         max_body_bytes=max_body_bytes,
         extra_routes=extra_routes,

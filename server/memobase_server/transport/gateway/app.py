@@ -8,24 +8,23 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, TypeAlias
+from typing import Any
 from urllib.parse import quote
 
-import grpc
 from google.protobuf.message import Message
 
 from . import codec, errors
 from .errors import DecodeError, HttpError
 from .fields import leaf_parent, parse_scalar
+from .invokers import Invoker, RpcFailure
 from .query import apply_query, parse_query
-from .routes import MethodNotAllowedError, Route, RouteMatch, RouteNotFoundError, Router
+from .routes import MethodNotAllowedError, RouteMatch, RouteNotFoundError, Router
 
 Scope = MutableMapping[str, Any]
 ASGIMessage = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[ASGIMessage]]
 Send = Callable[[ASGIMessage], Awaitable[None]]
 ExtraRoute = Callable[[], Awaitable[tuple[int, bytes, str]]]
-UnaryCallable: TypeAlias = grpc.aio.UnaryUnaryMultiCallable[Message, Message]
 
 DEFAULT_DEADLINE_S = 60.0
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
@@ -67,7 +66,7 @@ class GatewayApp:
     def __init__(
         self,
         router: Router,
-        channel: grpc.aio.Channel,
+        invoker: Invoker,
         *,
         deadline_s: float = DEFAULT_DEADLINE_S,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -78,11 +77,10 @@ class GatewayApp:
         if max_body_bytes < 0:
             raise ValueError("max_body_bytes must not be negative")
         self._router = router
-        self._channel = channel
+        self._invoke = invoker
         self._deadline_s = deadline_s
         self._max_body_bytes = max_body_bytes
         self._extra_routes = dict(extra_routes or {})
-        self._callables: dict[str, UnaryCallable] = {}
 
     @property
     def router(self) -> Router:
@@ -166,38 +164,27 @@ class GatewayApp:
             return _error(errors.decode_error(error))
         metadata = _metadata(headers, request_id)
         try:
-            response = await self._callable(route)(
-                request, timeout=self._deadline_s, metadata=metadata
+            response = await self._invoke(
+                route, request, deadline_s=self._deadline_s, metadata=metadata
             )
             data = codec.render_response(route, response)
-        except grpc.aio.AioRpcError as error:
+        except RpcFailure as error:
             failure = errors.from_rpc_status(
-                error.code(), error.details(), error.trailing_metadata(), request_id, raw_path
+                error.code, error.details, error.trailing_metadata, request_id, raw_path
             )
             if failure.errno == 500:
                 _log.error(
                     "request %s: %s failed: %s %s",
                     request_id,
                     route.grpc_method,
-                    error.code().name,
-                    error.details(),
+                    error.code.name,
+                    error.details,
                 )
             return _error(failure)
         except Exception:
             _log.exception("request %s: %s failed", request_id, route.grpc_method)
             return _error(errors.internal_error(request_id))
         return 200, envelope(data), JSON_CONTENT_TYPE, []
-
-    def _callable(self, route: Route) -> UnaryCallable:
-        call = self._callables.get(route.grpc_method)
-        if call is None:
-            call = self._channel.unary_unary(
-                route.grpc_method,
-                request_serializer=route.request_class.SerializeToString,
-                response_deserializer=route.response_class.FromString,
-            )
-            self._callables[route.grpc_method] = call
-        return call
 
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length", "")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -60,16 +63,22 @@ class GrpcServer:
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.server.max_pending_requests", 10_000),
         ]
+        self.interceptors = [CallInterceptor(), AuthInterceptor(authenticator, PUBLIC_METHODS)]
         self.server = aio.server(
-            interceptors=[CallInterceptor(), AuthInterceptor(authenticator, PUBLIC_METHODS)],
+            interceptors=self.interceptors,
             options=options,
             maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
-        user_pb2_grpc.add_UserServiceServicer_to_server(servicers.users, self.server)
-        blob_pb2_grpc.add_BlobServiceServicer_to_server(servicers.blobs, self.server)
-        profile_pb2_grpc.add_ProfileServiceServicer_to_server(servicers.profiles, self.server)
-        event_pb2_grpc.add_EventServiceServicer_to_server(servicers.events, self.server)
-        project_pb2_grpc.add_ProjectServiceServicer_to_server(servicers.projects, self.server)
+        # Each registers one servicer on a server: ours, or the REST gateway's in-process path.
+        self.registrations: list[Callable[[Any], None]] = [
+            partial(user_pb2_grpc.add_UserServiceServicer_to_server, servicers.users),
+            partial(blob_pb2_grpc.add_BlobServiceServicer_to_server, servicers.blobs),
+            partial(profile_pb2_grpc.add_ProfileServiceServicer_to_server, servicers.profiles),
+            partial(event_pb2_grpc.add_EventServiceServicer_to_server, servicers.events),
+            partial(project_pb2_grpc.add_ProjectServiceServicer_to_server, servicers.projects),
+        ]
+        for register in self.registrations:
+            register(self.server)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
