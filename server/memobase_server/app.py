@@ -27,8 +27,10 @@ from memobase_server.services.health import DependencyHealth
 from memobase_server.services.profile_store import ProfileStore
 from memobase_server.services.profiles import Profiles
 from memobase_server.services.project_configs import ProjectConfigs
+from memobase_server.services.project_settings import ProjectSettings, ProjectUsers
 from memobase_server.services.projects import Projects
 from memobase_server.services.timeline import Timeline
+from memobase_server.services.usage import UsageRecorder, UsageReports
 from memobase_server.services.users import Users
 from memobase_server.storage.mongo.blobs import MongoBlobRepo, MongoBufferRepo
 from memobase_server.storage.mongo.database import MongoDatabase
@@ -202,6 +204,8 @@ class Application:
         )
         self.users = Users(user_repo, [MongoUserDataPurger(self.mongo), profile_store, timeline])
         self.blobs = Blobs(MongoBlobRepo(self.mongo), self.users, settings.timezone)
+        usage_repo = MongoUsageRepo(self.mongo)
+        self.usage = UsageRecorder(usage_repo)
         chat_model = build_chat_model(settings)
         self.embedder = build_embedder(settings)
         self.gist_index = build_gist_index(settings, self.embedder)
@@ -236,7 +240,7 @@ class Application:
             flushes=MongoFlushRepo(self.mongo),
             profiles=profile_store,
             events=MongoEventRepo(self.mongo),
-            usage=MongoUsageRepo(self.mongo),
+            usage=usage_repo,
             configs=self.configs,
             timeline=timeline,
             queue=queue,
@@ -285,10 +289,20 @@ class Application:
         self.grpc = GrpcServer(
             Servicers(
                 users=UserServicer(self.users),
-                blobs=BlobServicer(self.blobs, self.flushes),
+                blobs=BlobServicer(self.blobs, self.flushes, self.usage),
                 profiles=ProfileServicer(profiles, context_builder),
                 events=EventServicer(events),
-                projects=ProjectServicer(self.projects, self.health),
+                projects=ProjectServicer(
+                    self.projects,
+                    self.health,
+                    project_settings=ProjectSettings(
+                        project_repo, settings, on_change=self.configs.forget
+                    ),
+                    project_users=ProjectUsers(user_repo),
+                    usage=UsageReports(
+                        usage_repo, monthly_token_limit=settings.usage_token_limit_active
+                    ),
+                ),
             ),
             Authenticator(root_token, project_repo, key_cache),
             max_message_bytes=settings.max_request_bytes,
@@ -329,6 +343,7 @@ class Application:
         await self.mongo.ensure_indexes()
         await self.projects.ensure_root()
         self._serving = True
+        self.usage.start()
         if self.gist_index is not None:
             await self.gist_index.open()
         if self.indexer is not None:
@@ -359,6 +374,7 @@ class Application:
             await self.gateway.stop()
         if self._serving:
             await self.grpc.stop(self.settings.shutdown_grace_seconds)
+            await self.usage.close()
         if self.worker is not None:
             await self.worker.stop(self.settings.shutdown_grace_seconds)
         for task in self._background:

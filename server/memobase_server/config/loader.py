@@ -2,7 +2,8 @@
 
 Precedence: environment > config file > defaults. `MEMOBASE_<FIELD>` sets any field; its value
 is read as JSON when that fits the field (`20`, `true`, `["a"]`), else as a plain string.
-Upstream's own names are honoured too: ACCESS_TOKEN, REDIS_URL, PROJECT_ID, LOG_FORMAT.
+Upstream's own names are honoured too: ACCESS_TOKEN, REDIS_URL, PROJECT_ID, LOG_FORMAT,
+USAGE_TOKEN_LIMIT_ACTIVE.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ UPSTREAM_ENV_NAMES = {
     "REDIS_URL": "redis_url",
     "PROJECT_ID": "project_id",
     "LOG_FORMAT": "log_format",
+    "USAGE_TOKEN_LIMIT_ACTIVE": "usage_token_limit_active",
 }
 CONFIG_PATH_ENV = "MEMOBASE_CONFIG"
 

@@ -84,6 +84,8 @@ class Settings(BaseModel):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_format: Literal["plain", "json"] = "plain"  # env LOG_FORMAT
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # env USAGE_TOKEN_LIMIT_ACTIVE: monthly LLM tokens per project; None or -1: unlimited
+    usage_token_limit_active: int | None = Field(default=None, ge=-1)
 
     @field_validator("summary_llm_model")
     @classmethod

@@ -50,6 +50,14 @@ class MongoProjectRepo:
         )
         return result.matched_count == 1
 
+    async def set_profile_config(self, project_id: str, profile_config: str | None) -> bool:
+        """Replaces the project's profile config (None: server defaults); False when the
+        project does not exist."""
+        result = await self._projects.update_one(
+            {"_id": project_id}, {"$set": {"profile_config": profile_config}}
+        )
+        return result.matched_count == 1
+
     async def list(self) -> list[Project]:
         cursor = self._projects.find({}).sort([("_id", ASCENDING)])
         return [_to_project(doc) async for doc in cursor]

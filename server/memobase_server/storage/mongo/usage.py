@@ -1,13 +1,28 @@
 """Usage records on MongoDB: one document per project and day, `_id` = `<project>:<day>`,
-with model tokens in total and per pipeline step."""
+with model tokens in total and per pipeline step, and insert-call counters."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from memobase_server.domain.flush_plan import StepUsage
 from memobase_server.storage.mongo.database import USAGE, MongoDatabase
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    """One project's counters for one day; a day without a record reads all zero."""
+
+    inserts: int = 0
+    successful_inserts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def _day_key(project_id: str, day: date) -> str:
+    return f"{project_id}:{day.isoformat()}"
 
 
 class MongoUsageRepo:
@@ -30,7 +45,7 @@ class MongoUsageRepo:
                 increments.get(f"steps.{step.step}.calls", 0) + 1
             )
         await self._usage.update_one(
-            {"_id": f"{project_id}:{day.isoformat()}"},
+            {"_id": _day_key(project_id, day)},
             {
                 "$inc": increments,
                 "$setOnInsert": {"project_id": project_id, "date": day.isoformat()},
@@ -39,5 +54,37 @@ class MongoUsageRepo:
         )
 
     async def day(self, project_id: str, day: date) -> dict[str, object]:
-        doc = await self._usage.find_one({"_id": f"{project_id}:{day.isoformat()}"})
+        doc = await self._usage.find_one({"_id": _day_key(project_id, day)})
         return dict(doc) if doc else {}
+
+    async def add_inserts(self, project_id: str, day: date, inserts: int, successes: int) -> None:
+        """Adds insert-call counters (`insert`, `insert_success`) to the project's day."""
+        await self._usage.update_one(
+            {"_id": _day_key(project_id, day)},
+            {
+                "$inc": {"insert": inserts, "insert_success": successes},
+                "$setOnInsert": {"project_id": project_id, "date": day.isoformat()},
+            },
+            upsert=True,
+        )
+
+    async def days(self, project_id: str, days: Sequence[date]) -> dict[date, DayUsage]:
+        """The counters of each of `days` that has a record (one query, keyed on `_id`)."""
+        if not days:
+            return {}
+        wanted = {_day_key(project_id, day): day for day in days}
+        cursor = self._usage.find(
+            {"_id": {"$in": list(wanted)}},
+            projection={"insert": 1, "insert_success": 1, "input_tokens": 1, "output_tokens": 1},
+        )
+        found: dict[date, DayUsage] = {}
+        async for doc in cursor:
+            day = wanted.get(doc["_id"])
+            if day is not None:
+                found[day] = DayUsage(
+                    inserts=int(doc.get("insert", 0)),
+                    successful_inserts=int(doc.get("insert_success", 0)),
+                    input_tokens=int(doc.get("input_tokens", 0)),
+                    output_tokens=int(doc.get("output_tokens", 0)),
+                )
+        return found

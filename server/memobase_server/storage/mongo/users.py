@@ -1,14 +1,34 @@
-"""UserRepo on MongoDB: one document per user, `_id` = `<project>:<user>`."""
+"""UserRepo on MongoDB: one document per user, `_id` = `<project>:<user>`; and the project's
+users listing, with each user's profile-slot and event counts."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Literal
 
 from pymongo.errors import DuplicateKeyError
 
 from memobase_server.domain.errors import AlreadyExists
 from memobase_server.domain.models import JsonObject, User
-from memobase_server.storage.mongo.database import USERS, Document, MongoDatabase
+from memobase_server.storage.mongo.database import (
+    EVENTS,
+    PROFILES,
+    USERS,
+    Document,
+    MongoDatabase,
+)
+
+UserSortKey = Literal["updated_at", "profile_count", "event_count"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedUser:
+    user: User
+    profile_count: int
+    event_count: int
 
 
 def user_key(project_id: str, user_id: str) -> str:
@@ -28,6 +48,8 @@ def _to_user(doc: Document) -> User:
 class MongoUserRepo:
     def __init__(self, db: MongoDatabase) -> None:
         self._users = db.collection(USERS)
+        self._profiles = db.collection(PROFILES)
+        self._events = db.collection(EVENTS)
 
     async def insert(self, user: User) -> None:
         try:
@@ -66,3 +88,84 @@ class MongoUserRepo:
     async def delete(self, project_id: str, user_id: str) -> bool:
         result = await self._users.delete_one({"_id": user_key(project_id, user_id)})
         return result.deleted_count == 1
+
+    async def list_project_users(
+        self,
+        project_id: str,
+        *,
+        search: str,
+        order_by: UserSortKey,
+        descending: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[ListedUser], int]:
+        """One page of the project's users whose id contains `search` (plain text, any case),
+        and how many match in all.
+
+        Cost: one pass over the project's users (ids and times only); the counts that order
+        the listing are read for every matching user (a pass over the project's profiles or
+        events), the other counts and the users' data only for the page. On FerretDB each of
+        those queries scans its collection; on MongoDB the (project_id, ...) indexes serve them.
+        """
+        needle = search.casefold()
+        rows: list[tuple[str, datetime]] = []
+        async for doc in self._users.find(
+            {"project_id": project_id}, projection={"user_id": 1, "updated_at": 1}
+        ):
+            if needle in doc["user_id"].casefold():
+                rows.append((doc["user_id"], doc["updated_at"]))
+        profile_counts: dict[str, int] | None = None
+        event_counts: dict[str, int] | None = None
+        if order_by == "updated_at":
+            rows.sort(key=lambda row: (row[1], row[0]), reverse=descending)
+        else:
+            if order_by == "profile_count":
+                keys = profile_counts = await self._profile_counts(project_id, None)
+            else:
+                keys = event_counts = await self._event_counts(project_id, None)
+            rows.sort(key=lambda row: (keys.get(row[0], 0), row[1], row[0]), reverse=descending)
+        page = [user_id for user_id, _ in rows[offset : offset + limit]]
+        if not page:
+            return [], len(rows)
+        if profile_counts is None:
+            profile_counts = await self._profile_counts(project_id, page)
+        if event_counts is None:
+            event_counts = await self._event_counts(project_id, page)
+        users = await self._get_many(project_id, page)
+        listed = [
+            ListedUser(users[u], profile_counts.get(u, 0), event_counts.get(u, 0))
+            for u in page
+            if u in users  # deleted since the first pass
+        ]
+        return listed, len(rows)
+
+    async def _get_many(self, project_id: str, user_ids: Sequence[str]) -> dict[str, User]:
+        cursor = self._users.find({"_id": {"$in": [user_key(project_id, u) for u in user_ids]}})
+        return {doc["user_id"]: _to_user(doc) async for doc in cursor}
+
+    async def _profile_counts(
+        self, project_id: str, user_ids: Sequence[str] | None
+    ) -> dict[str, int]:
+        """Profile slots per user (only the slots' ids travel)."""
+        cursor = self._profiles.find(
+            _per_user_filter(project_id, user_ids), projection={"user_id": 1, "slots.id": 1}
+        )
+        return {doc["user_id"]: len(doc.get("slots") or ()) async for doc in cursor}
+
+    async def _event_counts(
+        self, project_id: str, user_ids: Sequence[str] | None
+    ) -> dict[str, int]:
+        """Events per user (only the user ids travel)."""
+        cursor = self._events.find(
+            _per_user_filter(project_id, user_ids), projection={"_id": 0, "user_id": 1}
+        )
+        counts: Counter[str] = Counter()
+        async for doc in cursor:
+            counts[doc["user_id"]] += 1
+        return dict(counts)
+
+
+def _per_user_filter(project_id: str, user_ids: Sequence[str] | None) -> dict[str, Any]:
+    if user_ids is None:
+        return {"project_id": project_id}
+    return {"project_id": project_id, "user_id": {"$in": list(user_ids)}}

@@ -10,6 +10,7 @@ from memobase_server.domain.models import BufferStatus
 from memobase_server.gen.memobase.v1 import blob_pb2, blob_pb2_grpc, common_pb2
 from memobase_server.services.blobs import Blobs
 from memobase_server.services.flushes import FlushResult, FlushService
+from memobase_server.services.usage import UsageRecorder
 from memobase_server.transport.grpc import convert
 from memobase_server.transport.grpc.context import project_id
 
@@ -26,25 +27,33 @@ def _chat_result(result: FlushResult) -> common_pb2.ChatModalResponse:
 
 
 class BlobServicer(blob_pb2_grpc.BlobServiceServicer):
-    def __init__(self, blobs: Blobs, flushes: FlushService) -> None:
+    def __init__(self, blobs: Blobs, flushes: FlushService, usage: UsageRecorder) -> None:
         self._blobs = blobs
         self._flushes = flushes
+        self._usage = usage
 
     async def InsertBlob(
         self, request: blob_pb2.InsertBlobRequest, context: Context
     ) -> blob_pb2.InsertBlobResponse:
-        blob, fresh = await self._blobs.insert(
-            project_id(),
-            request.user_id,
-            convert.blob_type(request.blob.blob_type),
-            convert.struct_or_none(request.blob, "blob_data"),
-            convert.struct_or_none(request.blob, "fields"),
-            convert.optional_value(request, "idempotency_key"),
-        )
-        results = await self._flushes.after_insert(blob, wait=request.wait_process) if fresh else []
-        return blob_pb2.InsertBlobResponse(
-            id=blob.blob_id, chat_results=[_chat_result(r) for r in results]
-        )
+        succeeded = False
+        try:
+            blob, fresh = await self._blobs.insert(
+                project_id(),
+                request.user_id,
+                convert.blob_type(request.blob.blob_type),
+                convert.struct_or_none(request.blob, "blob_data"),
+                convert.struct_or_none(request.blob, "fields"),
+                convert.optional_value(request, "idempotency_key"),
+            )
+            results = (
+                await self._flushes.after_insert(blob, wait=request.wait_process) if fresh else []
+            )
+            succeeded = True
+            return blob_pb2.InsertBlobResponse(
+                id=blob.blob_id, chat_results=[_chat_result(r) for r in results]
+            )
+        finally:
+            self._usage.count_insert(project_id(), succeeded)
 
     async def GetBlob(
         self, request: blob_pb2.GetBlobRequest, context: Context

@@ -1,4 +1,5 @@
-"""ProjectService: health for REST clients, project keys; the rest lands later."""
+"""ProjectService: health for REST clients, project keys, profile config, users listing,
+usage and billing; import and role-play land with the pipeline."""
 
 from __future__ import annotations
 
@@ -6,23 +7,52 @@ from typing import Any
 
 from grpc.aio import ServicerContext
 
-from memobase_server.domain.errors import PermissionDenied
+from memobase_server.domain.errors import InvalidArgument, PermissionDenied
 from memobase_server.gen.memobase.v1 import project_pb2, project_pb2_grpc
 from memobase_server.services.health import DependencyHealth
+from memobase_server.services.project_settings import ProjectSettings, ProjectUsers
 from memobase_server.services.projects import Projects
+from memobase_server.services.usage import UsageReports
+from memobase_server.storage.mongo.users import UserSortKey
 from memobase_server.transport.grpc import convert
-from memobase_server.transport.grpc.context import principal
+from memobase_server.transport.grpc.context import principal, project_id
 from memobase_server.transport.grpc.servicers.pending import pending
 
 Context = ServicerContext[Any, Any]
 _PROJECT = "project configuration and usage (issue 6)"
 _PIPELINE = "the memory pipeline (issue 5)"
 
+_USER_ORDERS: dict[int, UserSortKey | None] = {
+    project_pb2.USER_ORDER_UNSPECIFIED: None,
+    project_pb2.USER_ORDER_UPDATED_AT: "updated_at",
+    project_pb2.USER_ORDER_PROFILE_COUNT: "profile_count",
+    project_pb2.USER_ORDER_EVENT_COUNT: "event_count",
+}
+
+
+def _user_order(request: project_pb2.ListUsersRequest) -> UserSortKey | None:
+    if not request.HasField("order_by"):
+        return None
+    if request.order_by not in _USER_ORDERS:
+        raise InvalidArgument("order_by must be one of updated_at, profile_count, event_count")
+    return _USER_ORDERS[request.order_by]
+
 
 class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
-    def __init__(self, projects: Projects, health: DependencyHealth) -> None:
+    def __init__(
+        self,
+        projects: Projects,
+        health: DependencyHealth,
+        *,
+        project_settings: ProjectSettings,
+        project_users: ProjectUsers,
+        usage: UsageReports,
+    ) -> None:
         self._projects = projects
         self._health = health
+        self._settings = project_settings
+        self._users = project_users
+        self._usage = usage
 
     async def Healthcheck(
         self, request: project_pb2.HealthcheckRequest, context: Context
@@ -67,10 +97,74 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         await self._projects.revoke_key(principal(), request.project_id)
         return project_pb2.RevokeProjectKeyResponse()
 
-    GetProfileConfig = pending("GetProfileConfig", _PROJECT)
-    UpdateProfileConfig = pending("UpdateProfileConfig", _PROJECT)
-    GetBilling = pending("GetBilling", _PROJECT)
-    ListUsers = pending("ListUsers", _PROJECT)
-    GetDailyUsage = pending("GetDailyUsage", _PROJECT)
+    async def GetProfileConfig(
+        self, request: project_pb2.GetProfileConfigRequest, context: Context
+    ) -> project_pb2.GetProfileConfigResponse:
+        settings = self._settings
+        text = await settings.get_profile_config(project_id())
+        return project_pb2.GetProfileConfigResponse(profile_config=text)
+
+    async def UpdateProfileConfig(
+        self, request: project_pb2.UpdateProfileConfigRequest, context: Context
+    ) -> project_pb2.UpdateProfileConfigResponse:
+        settings = self._settings
+        await settings.update_profile_config(
+            project_id(), convert.optional_value(request, "profile_config")
+        )
+        return project_pb2.UpdateProfileConfigResponse()
+
+    async def GetBilling(
+        self, request: project_pb2.GetBillingRequest, context: Context
+    ) -> project_pb2.GetBillingResponse:
+        billing = await self._usage.billing(project_id())
+        response = project_pb2.GetBillingResponse(project_token_cost_month=billing.month_tokens)
+        if billing.token_left is not None:
+            response.token_left = billing.token_left
+        convert.fill_timestamp(response.next_refill_at, billing.next_refill_at)
+        return response
+
+    async def ListUsers(
+        self, request: project_pb2.ListUsersRequest, context: Context
+    ) -> project_pb2.ListUsersResponse:
+        users, count = await self._users.list(
+            project_id(),
+            search=request.search,
+            order_by=_user_order(request),
+            descending=convert.optional_value(request, "order_desc"),
+            limit=convert.optional_value(request, "limit"),
+            offset=request.offset,
+        )
+        response = project_pb2.ListUsersResponse(count=count)
+        for listed in users:
+            user = listed.user
+            item = response.users.add(
+                id=user.user_id,
+                project_id=user.project_id,
+                profile_count=listed.profile_count,
+                event_count=listed.event_count,
+            )
+            if user.data is not None:
+                convert.fill_struct(item.additional_fields, user.data)
+            convert.fill_timestamp(item.created_at, user.created_at)
+            convert.fill_timestamp(item.updated_at, user.updated_at)
+        return response
+
+    async def GetDailyUsage(
+        self, request: project_pb2.GetDailyUsageRequest, context: Context
+    ) -> project_pb2.GetDailyUsageResponse:
+        days = await self._usage.daily(project_id(), convert.optional_value(request, "last_days"))
+        return project_pb2.GetDailyUsageResponse(
+            usages=[
+                project_pb2.DailyUsage(
+                    date=d.day.isoformat(),
+                    total_insert=d.usage.inserts,
+                    total_success_insert=d.usage.successful_inserts,
+                    total_input_token=d.usage.input_tokens,
+                    total_output_token=d.usage.output_tokens,
+                )
+                for d in days
+            ]
+        )
+
     ImportProfile = pending("ImportProfile", _PIPELINE)
     ProactiveTopic = pending("ProactiveTopic", _PIPELINE)
