@@ -218,3 +218,22 @@ def test_deleted_users_leave_nothing_readable(sdk: MemoBaseClient, llm: Scripted
     ghost = sdk.get_user(user.user_id, no_get=True)
     assert ghost.profile() == [] and ghost.event() == []
     wait_until(lambda: ghost.search_event_gist("jazz", similarity_threshold=0.0) == [])
+
+
+def test_import_profile_from_text(stack: Stack, user: User, llm: ScriptedLLM) -> None:
+    def post(body: dict[str, Any]) -> dict[str, Any]:
+        reply = httpx.post(
+            f"{stack.http_url}/api/v1/users/profile/import/{user.user_id}",
+            json=body,
+            headers={"Authorization": f"Bearer {stack.root_token}"},
+            timeout=30,
+        )
+        result: dict[str, Any] = reply.json()
+        return result
+
+    assert post({"context": "My name is Zed. I live in Oslo."})["errno"] == 0
+    assert {(p.topic, p.sub_topic, p.content) for p in user.profile()} >= {
+        ("basic_info", "name", "Zed"),
+        ("contact_info", "city", "Oslo"),
+    }
+    assert post({"context": "   "})["errno"] == 400

@@ -24,6 +24,7 @@ from memobase_server.services.events import Events
 from memobase_server.services.flushes import FlushService
 from memobase_server.services.gist_indexer import GistIndexer, IndexEraser
 from memobase_server.services.health import DependencyHealth
+from memobase_server.services.profile_import import ProfileImporter
 from memobase_server.services.profile_store import ProfileStore
 from memobase_server.services.profiles import Profiles
 from memobase_server.services.project_configs import ProjectConfigs
@@ -302,6 +303,7 @@ class Application:
                     usage=UsageReports(
                         usage_repo, monthly_token_limit=settings.usage_token_limit_active
                     ),
+                    importer=ProfileImporter(self.blobs, self.flushes),
                 ),
             ),
             Authenticator(root_token, project_repo, key_cache),

@@ -10,6 +10,7 @@ from grpc.aio import ServicerContext
 from memobase_server.domain.errors import InvalidArgument, PermissionDenied
 from memobase_server.gen.memobase.v1 import project_pb2, project_pb2_grpc
 from memobase_server.services.health import DependencyHealth
+from memobase_server.services.profile_import import ProfileImporter
 from memobase_server.services.project_settings import ProjectSettings, ProjectUsers
 from memobase_server.services.projects import Projects
 from memobase_server.services.usage import UsageReports
@@ -47,12 +48,14 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         project_settings: ProjectSettings,
         project_users: ProjectUsers,
         usage: UsageReports,
+        importer: ProfileImporter,
     ) -> None:
         self._projects = projects
         self._health = health
         self._settings = project_settings
         self._users = project_users
         self._usage = usage
+        self._importer = importer
 
     async def Healthcheck(
         self, request: project_pb2.HealthcheckRequest, context: Context
@@ -166,5 +169,10 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
             ]
         )
 
-    ImportProfile = pending("ImportProfile", _PIPELINE)
+    async def ImportProfile(
+        self, request: project_pb2.ImportProfileRequest, context: Context
+    ) -> project_pb2.ImportProfileResponse:
+        await self._importer.import_text(project_id(), request.user_id, request.context)
+        return project_pb2.ImportProfileResponse()
+
     ProactiveTopic = pending("ProactiveTopic", _PIPELINE)
