@@ -237,3 +237,34 @@ def test_import_profile_from_text(stack: Stack, user: User, llm: ScriptedLLM) ->
         ("contact_info", "city", "Oslo"),
     }
     assert post({"context": "   "})["errno"] == 400
+
+
+def test_roleplay_proactive_topic(stack: Stack, user: User, llm: ScriptedLLM) -> None:
+    user.add_profile("jazz", "interest", "music")
+
+    def proactive(text: str) -> dict[str, Any]:
+        reply = httpx.post(
+            f"{stack.http_url}/api/v1/users/roleplay/proactive/{user.user_id}?topk=3",
+            json={"messages": [{"role": "user", "content": text}], "agent_context": "a bard"},
+            headers={"Authorization": f"Bearer {stack.root_token}"},
+            timeout=30,
+        )
+        body: dict[str, Any] = reply.json()
+        return body
+
+    assert proactive("Tell me more about the dragon")["data"] == {
+        "action": "continue",
+        "topic_prompt": None,
+    }
+    fresh = proactive("I am bored, new topic please")["data"]
+    assert fresh["action"] == "new_topic"
+    assert "- Start with interest::music: jazz" in fresh["topic_prompt"]
+    assert fresh["topic_prompt"].endswith("##")
+    assert llm.stats()["calls"].get("roleplay_plot") == 1
+    empty = httpx.post(
+        f"{stack.http_url}/api/v1/users/roleplay/proactive/{user.user_id}",
+        json={"messages": []},
+        headers={"Authorization": f"Bearer {stack.root_token}"},
+        timeout=30,
+    ).json()
+    assert empty["errno"] == 400

@@ -206,11 +206,3 @@ def test_idempotent_insert_over_rest(stack: Stack, sdk: MemoBaseClient) -> None:
     second = _raw(stack, "POST", path, json=blob).json()["data"]["id"]
     assert first == second
     assert sdk.get_user(user_id, no_get=True).get_all(BlobType.chat) == [first]
-
-
-def test_unimplemented_routes_answer_501_with_the_envelope(stack: Stack) -> None:
-    reply = _raw(
-        stack, "POST", f"/api/v1/users/roleplay/proactive/{uuid.uuid4()}", json={"messages": []}
-    )
-    assert reply.status_code == 501
-    assert reply.json()["errno"] == 501 and "not implemented yet" in reply.json()["errmsg"]

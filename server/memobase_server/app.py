@@ -30,6 +30,7 @@ from memobase_server.services.profiles import Profiles
 from memobase_server.services.project_configs import ProjectConfigs
 from memobase_server.services.project_settings import ProjectSettings, ProjectUsers
 from memobase_server.services.projects import Projects
+from memobase_server.services.roleplay import Roleplay
 from memobase_server.services.timeline import Timeline
 from memobase_server.services.usage import UsageRecorder, UsageReports
 from memobase_server.services.users import Users
@@ -41,6 +42,7 @@ from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.mongo.projects import MongoProjectRepo
 from memobase_server.storage.mongo.purge import MongoUserDataPurger
 from memobase_server.storage.mongo.usage import MongoUsageRepo
+from memobase_server.storage.mongo.user_status import MongoUserStatusRepo
 from memobase_server.storage.mongo.users import MongoUserRepo
 from memobase_server.storage.ports import GistIndex
 from memobase_server.storage.qdrant.client import connect_qdrant_gist_index
@@ -304,6 +306,14 @@ class Application:
                         usage_repo, monthly_token_limit=settings.usage_token_limit_active
                     ),
                     importer=ProfileImporter(self.blobs, self.flushes),
+                    roleplay=Roleplay(
+                        profile_store,
+                        MongoUserStatusRepo(self.mongo),
+                        self.configs,
+                        chat_model,
+                        best_model=settings.best_llm_model,
+                        thinking_model=settings.thinking_llm_model,
+                    ),
                 ),
             ),
             Authenticator(root_token, project_repo, key_cache),

@@ -72,10 +72,27 @@ class PickResult(_Output):
     ids: list[int] = Field(default_factory=list)
 
 
+class RoleplayJudgement(_Output):
+    """Step "roleplay_judge": whether a role-play chat has run its course."""
+
+    action: Literal["new_topic", "continue"]
+    reason: str = ""
+
+
+class RoleplayPlot(_Output):
+    """Step "roleplay_plot": the next plot for a role-play, from the user's profile."""
+
+    themes: list[str] = Field(default_factory=list)
+    overview: str
+    timeline: list[str] = Field(default_factory=list)
+
+
 STEP_SCHEMAS: dict[str, type[BaseModel]] = {
     "extract": ExtractResult,
     "merge": MergeResult,
     "organize": OrganizeResult,
     "resummarize": ResummarizeResult,
     "pick_profiles": PickResult,
+    "roleplay_judge": RoleplayJudgement,
+    "roleplay_plot": RoleplayPlot,
 }

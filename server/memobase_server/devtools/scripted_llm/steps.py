@@ -248,12 +248,36 @@ def pick_profiles(user_text: str) -> Answer:
 
 # --- dispatch -----------------------------------------------------------------------------------
 
+# --- roleplay -------------------------------------------------------------------------------------
+
+
+def roleplay_judge(user_text: str) -> Answer:
+    """A new topic when the user's last line asks for one ("new topic", "bored", "something
+    else"); otherwise the scene goes on."""
+    users = [line for line in parse_chat(user_text) if line.is_user]
+    last = users[-1].text.lower() if users else ""
+    wants_new = any(k in last for k in ("new topic", "bored", "something else"))
+    return {"action": "new_topic" if wants_new else "continue", "reason": "scripted"}
+
+
+def roleplay_plot(user_text: str) -> Answer:
+    slots = _section_lines(user_text, "Profile")
+    theme = slots[0].strip().removeprefix("- ") if slots else "a new adventure"
+    return {
+        "themes": [theme],
+        "overview": f"A story about {theme}",
+        "timeline": [f"Start with {theme}", "Raise a question", "Resolve it together"],
+    }
+
+
 STEP_BEHAVIOURS: dict[str, Callable[[str], Answer]] = {
     "extract": extract,
     "merge": merge,
     "organize": organize,
     "resummarize": resummarize,
     "pick_profiles": pick_profiles,
+    "roleplay_judge": roleplay_judge,
+    "roleplay_plot": roleplay_plot,
 }
 
 

@@ -21,9 +21,10 @@ EVENTS = "events"
 EVENT_GISTS = "event_gists"
 FLUSHES = "flushes"
 USAGE = "usage"
+USER_STATUS = "user_status"
 
 # Collections holding per-user documents; deleting a user empties them of that user.
-PER_USER_COLLECTIONS = (BLOBS, PROFILES, EVENTS, EVENT_GISTS, FLUSHES)
+PER_USER_COLLECTIONS = (BLOBS, PROFILES, EVENTS, EVENT_GISTS, FLUSHES, USER_STATUS)
 
 _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     USERS: [[("project_id", ASCENDING), ("updated_at", ASCENDING)]],
@@ -44,6 +45,7 @@ _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("indexed", ASCENDING)],
     ],
     FLUSHES: [[("project_id", ASCENDING), ("user_id", ASCENDING), ("state", ASCENDING)]],
+    USER_STATUS: [[("project_id", ASCENDING), ("user_id", ASCENDING), ("type", ASCENDING)]],
 }
 
 Document = dict[str, Any]

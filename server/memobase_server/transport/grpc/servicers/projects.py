@@ -5,23 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf import json_format
 from grpc.aio import ServicerContext
 
+from memobase_server.domain.blobs import parse_message
 from memobase_server.domain.errors import InvalidArgument, PermissionDenied
+from memobase_server.domain.profile_selection import make_filter
 from memobase_server.gen.memobase.v1 import project_pb2, project_pb2_grpc
 from memobase_server.services.health import DependencyHealth
 from memobase_server.services.profile_import import ProfileImporter
 from memobase_server.services.project_settings import ProjectSettings, ProjectUsers
 from memobase_server.services.projects import Projects
+from memobase_server.services.roleplay import Roleplay
 from memobase_server.services.usage import UsageReports
 from memobase_server.storage.mongo.users import UserSortKey
 from memobase_server.transport.grpc import convert
 from memobase_server.transport.grpc.context import principal, project_id
-from memobase_server.transport.grpc.servicers.pending import pending
 
 Context = ServicerContext[Any, Any]
-_PROJECT = "project configuration and usage (issue 6)"
-_PIPELINE = "the memory pipeline (issue 5)"
 
 _USER_ORDERS: dict[int, UserSortKey | None] = {
     project_pb2.USER_ORDER_UNSPECIFIED: None,
@@ -49,6 +50,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         project_users: ProjectUsers,
         usage: UsageReports,
         importer: ProfileImporter,
+        roleplay: Roleplay,
     ) -> None:
         self._projects = projects
         self._health = health
@@ -56,6 +58,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self._users = project_users
         self._usage = usage
         self._importer = importer
+        self._roleplay = roleplay
 
     async def Healthcheck(
         self, request: project_pb2.HealthcheckRequest, context: Context
@@ -175,4 +178,30 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         await self._importer.import_text(project_id(), request.user_id, request.context)
         return project_pb2.ImportProfileResponse()
 
-    ProactiveTopic = pending("ProactiveTopic", _PIPELINE)
+    async def ProactiveTopic(
+        self, request: project_pb2.ProactiveTopicRequest, context: Context
+    ) -> project_pb2.ProactiveTopicResponse:
+        messages = [
+            parse_message(
+                json_format.MessageToDict(m, preserving_proto_field_name=True), f"messages[{i}]"
+            )
+            for i, m in enumerate(request.chat.messages)
+        ]
+        rules = make_filter(
+            topk=convert.optional_value(request, "topk"),
+            max_token_size=convert.optional_value(request, "max_token_size"),
+            prefer_topics=request.prefer_topics,
+            only_topics=request.only_topics,
+            max_subtopic_size=convert.optional_value(request, "max_subtopic_size"),
+            topic_limits_json=convert.optional_value(request, "topic_limits_json"),
+        )
+        answer = await self._roleplay.proactive(
+            project_id(),
+            request.user_id,
+            messages,
+            convert.optional_value(request.chat, "agent_context"),
+            rules,
+        )
+        return project_pb2.ProactiveTopicResponse(
+            action=answer.action, topic_prompt=answer.topic_prompt
+        )
