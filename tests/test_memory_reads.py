@@ -14,7 +14,7 @@ from memobase.core.entry import User
 from memobase.error import ServerError
 
 from memobase_server.gen.memobase.v1 import profile_pb2
-from tests.conftest import ScriptedLLM, Stack, Stubs
+from tests.conftest import ScriptedLLM, Stack, Stubs, create_project
 from tests.test_pipeline import chat, wait_until
 
 
@@ -268,3 +268,34 @@ def test_roleplay_proactive_topic(stack: Stack, user: User, llm: ScriptedLLM) ->
         timeout=30,
     ).json()
     assert empty["errno"] == 400
+
+
+def test_memory_never_crosses_projects(stack: Stack, root: Stubs, llm: ScriptedLLM) -> None:
+    a = MemoBaseClient(api_key=create_project(root), project_url=stack.http_url)
+    b = MemoBaseClient(api_key=create_project(root), project_url=stack.http_url)
+    user_id = str(uuid.uuid4())
+    owner = a.get_or_create_user(user_id)
+    _memory(owner)
+    owner.add_profile("secret", "work", "codename")
+    assert owner.profile() and owner.event()
+    wait_until(lambda: owner.search_event_gist("jazz", similarity_threshold=0.0) != [])
+
+    intruder = b.get_or_create_user(user_id)  # same id, other project
+    assert intruder.profile() == []
+    assert intruder.event() == []
+    assert intruder.search_event_gist("jazz", similarity_threshold=0.0) == []
+    assert intruder.search_event("jazz", similarity_threshold=0.0) == []
+    assert intruder.search_event_by_tags(tags=["emotion"]) == []
+    assert "Ada" not in intruder.context() and "secret" not in intruder.context()
+    slot = str(owner.profile()[0].id)
+    with pytest.raises(ServerError):
+        intruder.delete_profile(slot)
+    with pytest.raises(ServerError):
+        intruder.update_profile(slot, "stolen", "work", "codename")
+    event_id = str(owner.event()[0].id)
+    with pytest.raises(ServerError):
+        intruder.delete_event(event_id)
+    assert user_id in {u["id"] for u in b.get_all_users()}  # b's own user of that id
+    assert all(u["profile_count"] == 0 for u in b.get_all_users())
+    assert sum(d["total_input_token"] for d in b.get_daily_usage(1)) == 0
+    assert owner.profile()[0].content == "secret"
