@@ -119,3 +119,19 @@ def test_delete_removes_the_user_and_their_blobs(root: Stubs) -> None:
         metadata=root.metadata,
     )
     assert list(listed.ids) == []
+
+
+def test_a_deleted_user_takes_no_more_inserts(root: Stubs) -> None:
+    user_id = _create(root)
+    blob = blob_pb2.InsertBlobRequest(
+        user_id=user_id,
+        blob=common_pb2.BlobInput(
+            blob_type=common_pb2.BLOB_TYPE_CHAT,
+            blob_data=_struct({"messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    )
+    root.blobs.InsertBlob(blob, metadata=root.metadata)  # the user is now known to the cache
+    root.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=user_id), metadata=root.metadata)
+    with pytest.raises(grpc.RpcError) as err:
+        root.blobs.InsertBlob(blob, metadata=root.metadata)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -50,6 +50,7 @@ from memobase_server.storage.qdrant.edge import EdgeGistIndex
 from memobase_server.storage.redis.buffer_state import RedisBufferState
 from memobase_server.storage.redis.client import connect_redis
 from memobase_server.storage.redis.flush_queue import RedisFlushQueue
+from memobase_server.storage.redis.known_users import RedisKnownUsers
 from memobase_server.storage.redis.locks import RedisUserLocks
 from memobase_server.storage.redis.project_keys import RedisProjectKeyCache
 from memobase_server.storage.redis.read_cache import RedisReadCache
@@ -205,7 +206,11 @@ class Application:
             RedisReadCache(self.redis, ns, "events", cache_ttl),
             RedisReadCache(self.redis, ns, "gists", cache_ttl),
         )
-        self.users = Users(user_repo, [MongoUserDataPurger(self.mongo), profile_store, timeline])
+        self.users = Users(
+            user_repo,
+            RedisKnownUsers(self.redis, ns),
+            [MongoUserDataPurger(self.mongo), profile_store, timeline],
+        )
         self.blobs = Blobs(MongoBlobRepo(self.mongo), self.users, settings.timezone)
         usage_repo = MongoUsageRepo(self.mongo)
         self.usage = UsageRecorder(usage_repo)

@@ -53,6 +53,16 @@ class BlobRepo(Protocol):
     ) -> list[str]: ...
 
 
+class KnownUsers(Protocol):
+    """A cache of which users exist, for the insert path."""
+
+    async def known(self, project_id: str, user_id: str) -> bool: ...
+
+    async def remember(self, project_id: str, user_id: str) -> None: ...
+
+    async def forget(self, project_id: str, user_id: str) -> None: ...
+
+
 class UserDataPurger(Protocol):
     async def purge(self, project_id: str, user_id: str) -> None:
         """Deletes everything stored for the user: blobs, buffer, profiles, events, gists."""

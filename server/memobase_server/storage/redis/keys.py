@@ -51,3 +51,12 @@ def read_cache(namespace: str, kind: str, project_id: str, user_id: str) -> str:
 def read_version(namespace: str, kind: str, project_id: str, user_id: str) -> str:
     """Bumped by every write to that data; a cached read of another version is stale."""
     return f"memobase:{namespace}:cache:{kind}:version:{{{project_id}:{user_id}}}"
+
+
+# A user known to exist, so an insert skips the database read. Set on create and on a read
+# that found the user; deleted (before and after the database delete) when the user goes.
+USER_KNOWN_TTL_SECONDS = 24 * 3600
+
+
+def user_known(namespace: str, project_id: str, user_id: str) -> str:
+    return f"memobase:{namespace}:user:{{{project_id}:{user_id}}}"
