@@ -10,7 +10,7 @@ ACCESS_TOKEN ?= memobase-local-root-token
 
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup deps servers run test lint docker-check proto bench clean-data
+.PHONY: help setup deps servers client-tools run test lint docker-check proto bench clean-data
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,22 +37,28 @@ run: setup  ## local FerretDB + Redis, then the server (gRPC :50051, REST :8019)
 	REDIS_URL="$${REDIS_URL:-redis://127.0.0.1:$${MEMOBASE_REDIS_PORT:-6379}/0}" \
 	$(PY) -m memobase_server serve
 
-test: setup  ## the whole test suite against real FerretDB and redis-server
+client-tools:  ## pinned Go protoc plugins, the Go client's modules, npm ci (clients/)
+	scripts/install_client_tools.sh
+
+test: setup client-tools  ## the whole test suite against real FerretDB and redis-server
 	$(PY) -m pytest -q
 
-lint: deps  ## buf lint + format, ruff, mypy, generated-code staleness
+lint: deps client-tools  ## buf lint + format + breaking, ruff, mypy, generated-code staleness
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format -d --exit-code
 	$(VENV)/bin/ruff check server tests scripts bench
 	$(VENV)/bin/ruff format --check server tests scripts bench
 	$(VENV)/bin/mypy
 	$(PY) scripts/gen_protos.py --check
+	scripts/gen_clients.sh --check
+	scripts/gen_clients.sh --breaking
 
 docker-check:  ## validate docker/ (compose config + hadolint); no engine needed
 	scripts/check_docker.sh
 
-proto: deps  ## regenerate the Python code of the contract
+proto: deps client-tools  ## regenerate the contract's code in every language (Python, Go, TypeScript)
 	$(PY) scripts/gen_protos.py
+	scripts/gen_clients.sh
 
 bench: setup  ## unary-call benchmark (gRPC, REST, no-op ceiling); not part of CI
 	$(PY) -m bench.unary
