@@ -56,10 +56,21 @@ Chat:
 [2024/05/04] user: Any good JAZZ clubs near my work?
 """
 
+ROLEPLAY_JUDGE = """Agent: a bard
+Chat:
+[now] user: I am bored, new topic please"""
+
+ROLEPLAY_PLOT = """Profile:
+- interest::music: jazz
+Chat:
+[now] user: I am bored, new topic please"""
+
 BY_STEP = {
     "extract": EXTRACT,
     "merge": MERGE,
     "organize": ORGANIZE,
     "resummarize": RESUMMARIZE,
     "pick_profiles": PICK_PROFILES,
+    "roleplay_judge": ROLEPLAY_JUDGE,
+    "roleplay_plot": ROLEPLAY_PLOT,
 }

@@ -175,3 +175,11 @@ def test_fault_counts_and_filters() -> None:
 
     state.reset_faults()
     assert state.decide("embeddings", None).fault == "none"
+
+
+def test_roleplay_steps() -> None:
+    assert steps.answer("roleplay_judge", prompts.ROLEPLAY_JUDGE)["action"] == "new_topic"
+    calm = prompts.ROLEPLAY_JUDGE.replace("I am bored, new topic please", "Tell me more")
+    assert steps.answer("roleplay_judge", calm)["action"] == "continue"
+    plot = steps.answer("roleplay_plot", prompts.ROLEPLAY_PLOT)
+    assert plot["themes"] == ["interest::music: jazz"]
