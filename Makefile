@@ -10,7 +10,7 @@ ACCESS_TOKEN ?= memobase-local-root-token
 
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help setup deps servers client-tools run test lint docker-check proto bench clean-data
+.PHONY: help setup deps servers client-tools run mcp test lint docker-check proto bench clean-data
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,16 +40,22 @@ run: setup  ## local FerretDB + Redis, then the server (gRPC :50051, REST :8019)
 client-tools:  ## pinned Go protoc plugins, the Go client's modules, npm ci (clients/)
 	scripts/install_client_tools.sh
 
+mcp: deps  ## the Memobase MCP server for `make run`'s server (http://127.0.0.1:8050/mcp and /sse)
+	MEMOBASE_API_KEY="$${MEMOBASE_API_KEY:-$(ACCESS_TOKEN)}" \
+	MEMOBASE_GRPC_TARGET="$${MEMOBASE_GRPC_TARGET:-127.0.0.1:$${MEMOBASE_GRPC_PORT:-50051}}" \
+	$(VENV)/bin/memobase-mcp
+
 test: setup client-tools  ## the whole test suite against real FerretDB and redis-server
 	$(PY) -m pytest -q
 
 lint: deps client-tools  ## buf lint + format + breaking, ruff, mypy, generated-code staleness
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format -d --exit-code
-	$(VENV)/bin/ruff check server tests scripts bench
-	$(VENV)/bin/ruff format --check server tests scripts bench
+	$(VENV)/bin/ruff check server tests scripts bench clients/python
+	$(VENV)/bin/ruff format --check server tests scripts bench clients/python
 	$(VENV)/bin/mypy
 	$(PY) scripts/gen_protos.py --check
+	$(PY) clients/python/scripts/sync_stubs.py --check
 	scripts/gen_clients.sh --check
 	scripts/gen_clients.sh --breaking
 
@@ -58,6 +64,7 @@ docker-check:  ## validate docker/ (compose config + hadolint); no engine needed
 
 proto: deps client-tools  ## regenerate the contract's code in every language (Python, Go, TypeScript)
 	$(PY) scripts/gen_protos.py
+	$(PY) clients/python/scripts/sync_stubs.py
 	scripts/gen_clients.sh
 
 bench: setup  ## unary-call benchmark (gRPC, REST, no-op ceiling); not part of CI

@@ -154,3 +154,14 @@ def test_without_an_llm_chats_are_kept_and_flush_says_why(
         assert len(user.buffer(BlobType.chat)) == 1
     finally:
         assert stop_server(process) == 0
+
+
+def test_mcp_subcommand_is_the_mcp_server() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "memobase_server", "mcp", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "memobase-mcp" in result.stdout

@@ -90,10 +90,27 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the REST gateway, calling the gRPC server at gateway_grpc_target",
     )
     commands.add_parser("check-config", help="validate the configuration and print it")
+    commands.add_parser(
+        "mcp", help="run the Memobase MCP server (needs memobase-grpc-client[mcp]; mcp --help)"
+    )
     return parser
 
 
+def _mcp(argv: list[str]) -> int:
+    """`memobase-server mcp ...` is `memobase-mcp ...` (the client package's MCP server)."""
+    try:
+        from memobase_grpc.mcp.__main__ import main as mcp_main  # noqa: PLC0415
+    except ImportError as exc:
+        print(f"memobase-server: {exc}", file=sys.stderr)
+        return 2
+    result: int = mcp_main(argv)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mcp"]:
+        return _mcp(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "scripted-llm":
         configure_logging("plain", "INFO")

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from pymongo.errors import DuplicateKeyError
+
 from memobase_server.domain.flush_plan import StepUsage
 from memobase_server.storage.mongo.database import USAGE, MongoDatabase
 
@@ -44,14 +46,7 @@ class MongoUsageRepo:
             increments[f"steps.{step.step}.calls"] = (
                 increments.get(f"steps.{step.step}.calls", 0) + 1
             )
-        await self._usage.update_one(
-            {"_id": _day_key(project_id, day)},
-            {
-                "$inc": increments,
-                "$setOnInsert": {"project_id": project_id, "date": day.isoformat()},
-            },
-            upsert=True,
-        )
+        await self._increment(project_id, day, increments)
 
     async def day(self, project_id: str, day: date) -> dict[str, object]:
         doc = await self._usage.find_one({"_id": _day_key(project_id, day)})
@@ -59,14 +54,18 @@ class MongoUsageRepo:
 
     async def add_inserts(self, project_id: str, day: date, inserts: int, successes: int) -> None:
         """Adds insert-call counters (`insert`, `insert_success`) to the project's day."""
-        await self._usage.update_one(
-            {"_id": _day_key(project_id, day)},
-            {
-                "$inc": {"insert": inserts, "insert_success": successes},
-                "$setOnInsert": {"project_id": project_id, "date": day.isoformat()},
-            },
-            upsert=True,
-        )
+        await self._increment(project_id, day, {"insert": inserts, "insert_success": successes})
+
+    async def _increment(self, project_id: str, day: date, increments: dict[str, int]) -> None:
+        update = {
+            "$inc": increments,
+            "$setOnInsert": {"project_id": project_id, "date": day.isoformat()},
+        }
+        try:
+            await self._usage.update_one({"_id": _day_key(project_id, day)}, update, upsert=True)
+        except DuplicateKeyError:
+            # Two upserts created the day's document at once; the loser now finds it there.
+            await self._usage.update_one({"_id": _day_key(project_id, day)}, update, upsert=True)
 
     async def days(self, project_id: str, days: Sequence[date]) -> dict[date, DayUsage]:
         """The counters of each of `days` that has a record (one query, keyed on `_id`)."""

@@ -1,0 +1,1 @@
+# Copied from memobase_server.gen by clients/python/scripts/sync_stubs.py. DO NOT EDIT!
