@@ -238,7 +238,7 @@ class Application:
             if chat_model is not None
             else None
         )
-        buffer_repo = MongoBufferRepo(self.mongo)
+        self.buffer = buffer_repo = MongoBufferRepo(self.mongo)
         queue = RedisFlushQueue(self.redis, ns)
         buffer_state = RedisBufferState(self.redis, ns)
         self.flushes = FlushService(
@@ -345,6 +345,11 @@ class Application:
                     raise
                 log.warning("storage not ready (%s); retrying", exc)
                 await asyncio.sleep(min(0.25 * attempt, 2.0))
+
+    async def start_admin(self) -> None:
+        """For command-line operations: storage only, no servers or background work."""
+        await self._wait_for_storage()
+        await self.mongo.ensure_indexes()
 
     async def start_worker(self) -> None:
         """A worker process: flush workers and the scheduler, no servers."""

@@ -7,13 +7,16 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import uvloop
 
+from memobase_server import admin
 from memobase_server.app import Application, RestGateway
 from memobase_server.config.loader import ConfigError, load_settings
 from memobase_server.config.settings import Settings
 from memobase_server.devtools import scripted_llm
+from memobase_server.domain.models import ROOT_PROJECT_ID
 from memobase_server.logs import configure_logging
 
 log = logging.getLogger("memobase")
@@ -43,6 +46,17 @@ async def _worker(settings: Settings) -> None:
     log.info("flush worker ready (%d concurrent flushes)", settings.flush_workers)
     await stop_requested.wait()
     await app.stop()
+
+
+async def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    app = Application(settings)
+    await app.start_admin()
+    try:
+        if args.command == "import-chats":
+            return await admin.import_chats(app, Path(args.file), args.project, flush=args.flush)
+        return await admin.reprocess_failed(app, args.project)
+    finally:
+        await app.stop()
 
 
 async def _scripted_llm(host: str, port: int) -> None:
@@ -89,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
         "gateway",
         help="run only the REST gateway, calling the gRPC server at gateway_grpc_target",
     )
+    bulk = commands.add_parser(
+        "import-chats",
+        help="import chats from a JSON-lines file ({user_id, messages} per line), with progress",
+    )
+    bulk.add_argument("file", help="the JSON-lines file")
+    bulk.add_argument("--project", default=ROOT_PROJECT_ID, help="project id (default: root)")
+    bulk.add_argument("--flush", action="store_true", help="flush each user afterwards")
+    again = commands.add_parser(
+        "reprocess-failed", help="flush every buffer holding failed chats again, with progress"
+    )
+    again.add_argument("--project", default=None, help="only this project (default: all)")
     commands.add_parser("check-config", help="validate the configuration and print it")
     commands.add_parser(
         "mcp", help="run the Memobase MCP server (needs memobase-grpc-client[mcp]; mcp --help)"
@@ -122,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             print(settings.model_dump_json(indent=2))
             return 0
         configure_logging(settings.log_format, settings.log_level)
+        if args.command in ("import-chats", "reprocess-failed"):
+            failures = uvloop.run(_admin(settings, args))
+            return 1 if failures else 0
         runners = {"serve": _serve, "worker": _worker, "gateway": _gateway}
         uvloop.run(runners[args.command](settings))
     except ConfigError as exc:
