@@ -16,6 +16,8 @@ from memobase_server.llm.chat import OpenAIChatModel, build_openai_client
 from memobase_server.llm.embedders.local_minilm import LocalMiniLMEmbedder
 from memobase_server.llm.embedders.openai_compat import OpenAIEmbedder
 from memobase_server.llm.ports import ChatModel, Embedder
+from memobase_server.observability.llm import InstrumentedChatModel
+from memobase_server.observability.metrics import METRICS_PATH, Metrics, flush_queue_probe
 from memobase_server.pipeline.compute import MemoryPipeline
 from memobase_server.services.auth import Authenticator
 from memobase_server.services.blobs import Blobs
@@ -55,8 +57,9 @@ from memobase_server.storage.redis.locks import RedisUserLocks
 from memobase_server.storage.redis.project_keys import RedisProjectKeyCache
 from memobase_server.storage.redis.read_cache import RedisReadCache
 from memobase_server.transport.gateway import Invoker, build_gateway
+from memobase_server.transport.gateway.openapi import ApiDocs
 from memobase_server.transport.grpc.inprocess import InProcessInvoker
-from memobase_server.transport.grpc.server import GrpcServer, Servicers
+from memobase_server.transport.grpc.server import PUBLIC_METHODS, GrpcServer, Servicers
 from memobase_server.transport.grpc.servicers.blobs import BlobServicer
 from memobase_server.transport.grpc.servicers.events import EventServicer
 from memobase_server.transport.grpc.servicers.profiles import ProfileServicer
@@ -133,10 +136,12 @@ def _root_token(settings: Settings) -> str:
 
 class RestGateway:
     """The REST gateway's HTTP server, dialing the gRPC server at a target: in the server's own
-    process by default, or alone (`memobase-server gateway`) in front of remote servers."""
+    process by default, or alone (`memobase-server gateway`) in front of remote servers.
+    Besides the API it serves `/openapi.json`, `/docs` and `/metrics`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
         self._channel: grpc.aio.Channel | None = None
         self._http: HttpServer | None = None
 
@@ -158,11 +163,15 @@ class RestGateway:
             )
         else:
             route_to = target
+        docs = ApiDocs(public_methods=PUBLIC_METHODS)
         gateway = build_gateway(
             route_to,
             deadline_s=settings.request_deadline_seconds,
             max_body_bytes=settings.max_request_bytes,
+            extra_routes={**docs.routes(), METRICS_PATH: self._metrics.handle_scrape},
+            observer=self._metrics,
         )
+        docs.publish(gateway.router)
         self._http = HttpServer(gateway)
         port = await self._http.start(settings.host, settings.http_port)
         log.info(
@@ -186,6 +195,7 @@ class Application:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         root_token = _root_token(settings)
+        self.metrics = Metrics()
         self.mongo = MongoDatabase(settings.mongo_url, settings.mongo_database)
         self.redis: aioredis.Redis = connect_redis(
             settings.redis_url, settings.redis_max_connections
@@ -215,6 +225,8 @@ class Application:
         usage_repo = MongoUsageRepo(self.mongo)
         self.usage = UsageRecorder(usage_repo)
         chat_model = build_chat_model(settings)
+        if chat_model is not None:
+            chat_model = InstrumentedChatModel(chat_model, self.metrics)
         self.embedder = build_embedder(settings)
         self.gist_index = build_gist_index(settings, self.embedder)
         event_edits = MongoEventEditRepo(self.mongo)
@@ -240,6 +252,7 @@ class Application:
         )
         self.buffer = buffer_repo = MongoBufferRepo(self.mongo)
         queue = RedisFlushQueue(self.redis, ns)
+        self.metrics.watch_flush_queue(flush_queue_probe(self.redis, ns))
         buffer_state = RedisBufferState(self.redis, ns)
         self.flushes = FlushService(
             settings=settings,
@@ -254,6 +267,7 @@ class Application:
             queue=queue,
             locks=RedisUserLocks(self.redis, ns, settings.flush_lease_seconds),
             buffer_state=buffer_state,
+            observer=self.metrics,
         )
         if self.indexer is not None:
             self.flushes.on_gists_written(self.indexer.kick)
@@ -263,6 +277,7 @@ class Application:
                 self.flushes,
                 concurrency=settings.flush_workers,
                 reclaim_after_s=settings.flush_lease_seconds,
+                observer=self.metrics,
             )
             if settings.flush_workers > 0
             else None
@@ -323,8 +338,11 @@ class Application:
             ),
             Authenticator(root_token, project_repo, key_cache),
             max_message_bytes=settings.max_request_bytes,
+            rpc_observer=self.metrics,
         )
-        self.gateway = RestGateway(settings) if settings.gateway == "in_process" else None
+        self.gateway = (
+            RestGateway(settings, self.metrics) if settings.gateway == "in_process" else None
+        )
         self._stopped = asyncio.Event()
 
     @property

@@ -28,6 +28,7 @@ from memobase_server.domain.ids import parse_uuid
 from memobase_server.domain.models import BUFFERED_BLOB_TYPES, Blob, BlobType, BufferStatus, utcnow
 from memobase_server.domain.profiles import UserProfile
 from memobase_server.faults import crash_point
+from memobase_server.observability.hooks import NO_OBSERVER, FlushObserver
 from memobase_server.pipeline.apply import ProfileChanges, apply_slot_ops
 from memobase_server.pipeline.compute import MemoryPipeline
 from memobase_server.services.profile_store import ProfileStore
@@ -79,6 +80,7 @@ class FlushService:
         queue: RedisFlushQueue,
         locks: RedisUserLocks,
         buffer_state: RedisBufferState,
+        observer: FlushObserver = NO_OBSERVER,
     ) -> None:
         self._settings = settings
         self._pipeline = pipeline
@@ -93,6 +95,7 @@ class FlushService:
         self._queue = queue
         self._locks = locks
         self._buffer_state = buffer_state
+        self._observer = observer
 
     def on_gists_written(self, callback: Callable[[], None]) -> None:
         """Called after a commit stored gists (the in-process indexer's wake-up)."""
@@ -203,9 +206,11 @@ class FlushService:
             profile = await self._profiles.load(record.project_id, record.user_id)
             plan = await pipeline.compute(flush_id, batch, profile, config)
         except MemobaseError as exc:
+            self._observer.flush_done("failed", time.perf_counter() - started)
             await self._fail(record, exc.message)
             raise
         except Exception:
+            self._observer.flush_done("error", time.perf_counter() - started)
             await self._fail(record, "internal error while processing the chats")
             raise
         await self._usage.add_tokens(record.project_id, utcnow().date(), plan.usage)
@@ -213,9 +218,15 @@ class FlushService:
             record, FlushState.COMPUTED, expected=(FlushState.CLAIMED,), plan=plan
         ):
             log.warning("flush %s was taken over while computing; dropping its plan", flush_id)
+            self._observer.flush_done("dropped", time.perf_counter() - started)
             return None
         crash_point("after_compute")
-        result = await self._commit(record, plan)
+        try:
+            result = await self._commit(record, plan)
+        except Exception:
+            self._observer.flush_done("error", time.perf_counter() - started)
+            raise
+        self._observer.flush_done("committed", time.perf_counter() - started)
         log.info(
             "flush %s: %d chats, %d profile changes, event %s, %.0f ms",
             flush_id,

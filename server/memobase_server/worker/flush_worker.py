@@ -10,6 +10,7 @@ import socket
 
 from memobase_server.domain.errors import MemobaseError
 from memobase_server.domain.models import BlobType
+from memobase_server.observability.hooks import NO_OBSERVER, FlushJobObserver, FlushJobOutcome
 from memobase_server.services.flushes import FlushService
 from memobase_server.storage.redis.flush_queue import FlushJob, RedisFlushQueue
 
@@ -30,6 +31,7 @@ class FlushWorker:
         *,
         concurrency: int,
         reclaim_after_s: float,
+        observer: FlushJobObserver = NO_OBSERVER,
     ) -> None:
         self._queue = queue
         self._flushes = flushes
@@ -39,6 +41,7 @@ class FlushWorker:
         self._consumer = consumer_name()
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._observer = observer
 
     async def run(self) -> None:
         """Until `stop`: read jobs while a slot is free; every few seconds reclaim jobs that
@@ -77,7 +80,9 @@ class FlushWorker:
     async def _handle(self, msg_id: str, job: FlushJob | None) -> None:
         async with self._slots:
             if job is not None:
-                await self._flush(job)
+                self._observer.flush_job_done(job.reason, await self._flush(job))
+            else:
+                self._observer.flush_job_done("unknown", "malformed")
             # Acknowledged whatever happened: failures are recorded on the entries, and the
             # reconciler re-queues users whose chats still wait.
             try:
@@ -85,7 +90,7 @@ class FlushWorker:
             except Exception as exc:
                 log.warning("flush job %s not acknowledged (%r); it will be reclaimed", msg_id, exc)
 
-    async def _flush(self, job: FlushJob) -> None:
+    async def _flush(self, job: FlushJob) -> FlushJobOutcome:
         try:
             await self._queue.started(job)
             await self._flushes.flush_now(
@@ -96,8 +101,11 @@ class FlushWorker:
             )
         except MemobaseError as exc:
             log.warning("flush of %s/%s failed: %s", job.project_id, job.user_id, exc.message)
+            return "failed"
         except Exception:
             log.exception("flush of %s/%s failed", job.project_id, job.user_id)
+            return "error"
+        return "done"
 
     async def stop(self, grace_s: float) -> None:
         """Stops reading; running flushes get `grace_s`, then are cancelled (their jobs stay

@@ -14,6 +14,7 @@ from memobase_server.gen.memobase.v1 import (
     project_pb2,
     user_pb2,
 )
+from memobase_server.observability.hooks import NO_OBSERVER, GatewayObserver
 
 from .app import DEFAULT_DEADLINE_S, DEFAULT_MAX_BODY_BYTES, ExtraRoute, GatewayApp
 from .invokers import ChannelInvoker, Invoker, RpcFailure
@@ -49,6 +50,7 @@ def build_gateway(
     deadline_s: float = DEFAULT_DEADLINE_S,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Mapping[str, ExtraRoute] | None = None,
+    observer: GatewayObserver = NO_OBSERVER,
 ) -> GatewayApp:
     """The gateway for the five Memobase services, calling them over a channel or in process."""
     invoker = (
@@ -62,4 +64,5 @@ def build_gateway(
         deadline_s=deadline_s,
         max_body_bytes=max_body_bytes,
         extra_routes=extra_routes,
+        observer=observer,
     )

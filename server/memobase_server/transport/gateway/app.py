@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 from google.protobuf.message import Message
 
+from memobase_server.observability.hooks import NO_OBSERVER, GatewayObserver
+
 from . import codec, errors
 from .errors import DecodeError, HttpError
 from .fields import leaf_parent, parse_scalar
@@ -29,6 +31,10 @@ ExtraRoute = Callable[[], Awaitable[tuple[int, bytes, str]]]
 DEFAULT_DEADLINE_S = 60.0
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 JSON_CONTENT_TYPE = "application/json"
+# The route a request matched (its path template, or an extra route's path), kept in the ASGI
+# scope for the observer; requests that match none are reported as UNMATCHED_ROUTE.
+ROUTE_SCOPE_KEY = "memobase.route"
+UNMATCHED_ROUTE = "unmatched"
 
 _log = logging.getLogger(__name__)
 # gRPC metadata values must be printable ASCII.
@@ -71,6 +77,7 @@ class GatewayApp:
         deadline_s: float = DEFAULT_DEADLINE_S,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         extra_routes: Mapping[str, ExtraRoute] | None = None,
+        observer: GatewayObserver = NO_OBSERVER,
     ) -> None:
         if deadline_s <= 0:
             raise ValueError("deadline_s must be positive")
@@ -81,6 +88,7 @@ class GatewayApp:
         self._deadline_s = deadline_s
         self._max_body_bytes = max_body_bytes
         self._extra_routes = dict(extra_routes or {})
+        self._observer = observer
 
     @property
     def router(self) -> Router:
@@ -120,15 +128,19 @@ class GatewayApp:
             )
         except _ClientGoneError:
             return
+        elapsed = time.perf_counter() - started
         response_headers = [
             (b"content-type", content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode("ascii")),
             (b"x-request-id", request_id.encode("ascii")),
-            (b"x-process-time", repr(time.perf_counter() - started).encode("ascii")),
+            (b"x-process-time", repr(elapsed).encode("ascii")),
             *extra,
         ]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
+        self._observer.gateway_request_done(
+            str(scope.get(ROUTE_SCOPE_KEY, UNMATCHED_ROUTE)), status, elapsed
+        )
 
     async def _handle(
         self,
@@ -140,8 +152,10 @@ class GatewayApp:
         headers: dict[str, str],
         request_id: str,
     ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
-        extra_route = self._extra_routes.get(str(scope.get("path", raw_path)))
+        path = str(scope.get("path", raw_path))
+        extra_route = self._extra_routes.get(path)
         if extra_route is not None:
+            scope[ROUTE_SCOPE_KEY] = path
             if method != "GET":
                 return _error(errors.method_not_allowed(method, raw_path), [(b"allow", b"GET")])
             status, body, content_type = await extra_route()
@@ -154,6 +168,7 @@ class GatewayApp:
             allow = ", ".join(error.allowed).encode("ascii")
             return _error(errors.method_not_allowed(method, raw_path), [(b"allow", allow)])
         route = match.route
+        scope[ROUTE_SCOPE_KEY] = route.template.source
         try:
             raw_body = await self._read_body(receive, headers) if route.body else b""
         except _BodyTooLargeError:

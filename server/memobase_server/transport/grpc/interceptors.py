@@ -17,6 +17,7 @@ import grpc
 from grpc.aio import ServicerContext
 
 from memobase_server.domain.errors import MemobaseError
+from memobase_server.observability.hooks import NO_OBSERVER, RpcObserver
 from memobase_server.services.auth import Authenticator
 from memobase_server.storage.errors import as_unavailable
 from memobase_server.transport.grpc import errors
@@ -52,7 +53,11 @@ def _rewrap(handler: Handler, behaviour: Behaviour) -> Handler:
 class CallInterceptor(ServerInterceptor):
     """Request id (from `x-request-id` metadata or new), one access log line per call, and
     domain errors turned into status codes. Unexpected errors are logged with their trace and
-    reach the caller as INTERNAL with the request id only."""
+    reach the caller as INTERNAL with the request id only. Each call's latency and status code
+    go to `observer` (the RPC metrics)."""
+
+    def __init__(self, observer: RpcObserver = NO_OBSERVER) -> None:
+        self._observer = observer
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -62,6 +67,7 @@ class CallInterceptor(ServerInterceptor):
             return handler
         inner = cast(Behaviour, handler.unary_unary)
         method = handler_call_details.method
+        observer = self._observer
 
         async def behaviour(request: Any, context: ServicerContext[Any, Any]) -> Any:
             request_id = _metadata_value(context, "x-request-id") or uuid.uuid4().hex
@@ -100,7 +106,9 @@ class CallInterceptor(ServerInterceptor):
                 log.exception("%s failed", method)
                 await context.abort(code, f"Internal error (request id {request_id})")
             finally:
-                elapsed_ms = (time.perf_counter() - started) * 1000
+                elapsed = time.perf_counter() - started
+                observer.rpc_done(method, code.name, elapsed)
+                elapsed_ms = elapsed * 1000
                 log.info(
                     "%s %s %.1fms",
                     method,

@@ -24,6 +24,7 @@ from memobase_server.gen.memobase.v1 import (
     user_pb2,
     user_pb2_grpc,
 )
+from memobase_server.observability.hooks import NO_OBSERVER, RpcObserver
 from memobase_server.services.auth import Authenticator
 from memobase_server.transport.grpc.interceptors import AuthInterceptor, CallInterceptor
 
@@ -57,13 +58,17 @@ class GrpcServer:
         *,
         max_message_bytes: int,
         max_concurrent_rpcs: int | None = None,
+        rpc_observer: RpcObserver = NO_OBSERVER,
     ) -> None:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.server.max_pending_requests", 10_000),
         ]
-        self.interceptors = [CallInterceptor(), AuthInterceptor(authenticator, PUBLIC_METHODS)]
+        self.interceptors = [
+            CallInterceptor(rpc_observer),
+            AuthInterceptor(authenticator, PUBLIC_METHODS),
+        ]
         self.server = aio.server(
             interceptors=self.interceptors,
             options=options,
