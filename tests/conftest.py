@@ -287,3 +287,46 @@ def project_key(root: Stubs) -> str:
 @pytest.fixture
 def project(channel: grpc.Channel, project_key: str) -> Stubs:
     return Stubs(channel, project_key)
+
+
+def start_worker(
+    workdir: pathlib.Path,
+    mongo_url: str,
+    redis_url: str,
+    database: str,
+    *,
+    name: str = "worker",
+    **env: str,
+) -> tuple[subprocess.Popen[bytes], pathlib.Path]:
+    """A `memobase-server worker` process (flush workers and the scheduler, no servers) with
+    the environment `start_server` gives a server; returns once it logged that it is ready
+    (an INFO line: keep MEMOBASE_LOG_LEVEL at INFO or below)."""
+    log_path = workdir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    child_env = {
+        **os.environ,
+        "ACCESS_TOKEN": ROOT_TOKEN,
+        "MEMOBASE_MONGO_URL": mongo_url,
+        "MEMOBASE_MONGO_DATABASE": database,
+        "REDIS_URL": redis_url,
+        "LOG_FORMAT": "json",
+        "MEMOBASE_CONFIG": str(workdir / "config.yaml"),
+        **env,
+    }
+    (workdir / "config.yaml").touch()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memobase_server", "worker"],
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    deadline = time.monotonic() + 60
+    while "flush worker ready" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            raise RuntimeError(f"worker failed to start:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.05)
+    return process, log_path

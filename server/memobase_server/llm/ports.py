@@ -8,7 +8,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from memobase_server.domain.errors import MemobaseError, Unavailable
+from memobase_server.domain.errors import Unavailable
 
 EmbeddingPhase = Literal["query", "document"]
 
@@ -68,7 +68,7 @@ class LLMUnavailable(Unavailable):
         self.usage = usage
 
 
-class LLMOutputError(MemobaseError):
+class LLMOutputError(Unavailable):
     """The model answered, but never in the expected format, after every allowed attempt."""
 
     def __init__(self, message: str, *, usage: LLMUsage = NO_USAGE, attempts: int = 0) -> None:

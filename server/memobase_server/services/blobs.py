@@ -55,7 +55,7 @@ class Blobs:
             tokens = count_tokens(render_blob(blob_type, payload, now, self._timezone))
             buffer = BufferEntry(entry_id, BufferStatus.IDLE, tokens, now)
         blob = Blob(project_id, user_id, blob_id, blob_type, payload, fields, now, now, buffer)
-        stored = await self._blobs.insert(blob)
+        stored = await self._blobs.insert(blob, keyed=idempotency_key is not None)
         return stored, stored is blob
 
     async def get(self, project_id: str, user_id: str, blob_id: str) -> Blob:

@@ -158,47 +158,62 @@ class FlushService:
             await self._buffer_state.flushed(project_id, user_id, blob_type.value)
             results: list[FlushResult] = []
             while True:
-                flush_id = str(uuid.uuid4())
-                batch = await self._buffer.claim(
+                keys = await self._buffer.waiting(
                     project_id,
                     user_id,
                     blob_type,
-                    flush_id,
                     max_tokens=settings.max_chat_blob_buffer_process_token_size,
                     max_attempts=settings.flush_max_attempts if not retry_failed else 2**31,
                 )
-                if not batch:
+                if not keys:
                     return results
-                result = await self._run(pipeline, flush_id, batch)
+                # The record comes first: entries are never processing under a flush id that
+                # no record names, so recovery can always release them.
+                record = FlushRecord(
+                    project_id=project_id,
+                    user_id=user_id,
+                    flush_id=str(uuid.uuid4()),
+                    blob_type=blob_type,
+                    state=FlushState.CLAIMED,
+                    blob_ids=tuple(key.rsplit(":", 1)[-1] for key in keys),
+                    created_at=utcnow(),
+                )
+                await self._flushes.insert(record)
+                batch = await self._buffer.claim(keys, record.flush_id)
+                if not batch:  # taken meanwhile by a flush whose lease had expired
+                    await self._flushes.transition(
+                        record, FlushState.ABANDONED, expected=(FlushState.CLAIMED,)
+                    )
+                    continue
+                result = await self._run(pipeline, record, batch)
                 if result is not None:
                     results.append(result)
 
     async def recover(self, project_id: str, user_id: str) -> None:
         """Settles flushes a dead worker left behind. Call only under the user's lease."""
-        for record in await self._flushes.unfinished(project_id, user_id):
+        unfinished = await self._flushes.unfinished(project_id, user_id)
+        named = {r.flush_id for r in unfinished}
+        for flush_id in await self._buffer.processing_flush_ids(project_id, user_id) - named:
+            # Processing under a flush that is not unfinished: its record is settled (or was
+            # never written, by a version that claimed before recording); nothing will finish it.
+            record = await self._flushes.get(project_id, user_id, flush_id)
+            if record is None or record.state in (FlushState.ABANDONED, FlushState.FAILED):
+                log.info("releasing chats stranded by flush %s", flush_id)
+                await self._buffer.release(flush_id)
+        for record in unfinished:
             if record.state is FlushState.COMPUTED and record.plan is not None:
                 log.info("resuming the commit of flush %s", record.flush_id)
                 await self._commit(record, record.plan)
             elif await self._flushes.transition(
                 record, FlushState.ABANDONED, expected=(FlushState.CLAIMED,)
-            ):
+            ) or await self._flushes.settle_orphan(record):
                 log.info("abandoned flush %s; its chats go back to the buffer", record.flush_id)
                 await self._buffer.release(record.flush_id)
 
     async def _run(
-        self, pipeline: MemoryPipeline, flush_id: str, batch: list[Blob]
+        self, pipeline: MemoryPipeline, record: FlushRecord, batch: list[Blob]
     ) -> FlushResult | None:
-        first = batch[0]
-        record = FlushRecord(
-            project_id=first.project_id,
-            user_id=first.user_id,
-            flush_id=flush_id,
-            blob_type=first.blob_type,
-            state=FlushState.CLAIMED,
-            blob_ids=tuple(b.blob_id for b in batch),
-            created_at=utcnow(),
-        )
-        await self._flushes.insert(record)
+        flush_id = record.flush_id
         crash_point("after_claim")
         started = time.perf_counter()
         try:
@@ -213,7 +228,12 @@ class FlushService:
             self._observer.flush_done("error", time.perf_counter() - started)
             await self._fail(record, "internal error while processing the chats")
             raise
-        await self._usage.add_tokens(record.project_id, utcnow().date(), plan.usage)
+        try:
+            await self._usage.add_tokens(
+                record.project_id, utcnow().date(), plan.usage, record_id=flush_id
+            )
+        except Exception as exc:  # accounting never costs the flush its (paid for) plan
+            log.warning("flush %s: token usage not recorded: %r", flush_id, exc)
         if not await self._flushes.transition(
             record, FlushState.COMPUTED, expected=(FlushState.CLAIMED,), plan=plan
         ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,7 +33,7 @@ def utc_today() -> date:
 
 class InsertCounterStore(Protocol):
     async def add_inserts(
-        self, project_id: str, day: date, inserts: int, successes: int
+        self, project_id: str, day: date, inserts: int, successes: int, *, writer: str
     ) -> None: ...
 
 
@@ -64,6 +65,8 @@ class UsageRecorder:
         today: Callable[[], date] = utc_today,
     ) -> None:
         self._store = store
+        # This process's own counter documents: no other writer increments them.
+        self._writer = uuid.uuid4().hex
         self._interval_s = interval_s
         self._today = today
         self._pending: dict[tuple[str, date], _Counts] = {}
@@ -119,7 +122,9 @@ class UsageRecorder:
             batch, self._pending = list(self._pending.items()), {}
             for done, ((project_id, day), counts) in enumerate(batch):
                 try:
-                    await self._store.add_inserts(project_id, day, counts.inserts, counts.successes)
+                    await self._store.add_inserts(
+                        project_id, day, counts.inserts, counts.successes, writer=self._writer
+                    )
                 except BaseException as exc:
                     self._requeue(batch[done:])
                     if not isinstance(exc, Exception):

@@ -36,7 +36,7 @@ class UserRepo(Protocol):
 
 
 class BlobRepo(Protocol):
-    async def insert(self, blob: Blob) -> Blob:
+    async def insert(self, blob: Blob, *, keyed: bool = False) -> Blob:
         """Stores the blob (and its buffer entry) in one write. When a blob with the same id
         exists already (a retried idempotent insert), returns the stored one unchanged."""
 

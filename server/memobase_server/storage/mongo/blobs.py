@@ -13,6 +13,10 @@ from memobase_server.domain.errors import AlreadyExists
 from memobase_server.domain.models import Blob, BlobType, BufferEntry, BufferStatus, utcnow
 from memobase_server.storage.mongo.database import BLOBS, Document, MongoDatabase
 
+# Blobs stored under a client's idempotency key, and what is left of them once processed.
+_KEYED = "idempotency_key_used"
+_TOMBSTONE = "tombstone"
+
 
 def blob_key(project_id: str, user_id: str, blob_id: str) -> str:
     return f"{project_id}:{user_id}:{blob_id}"
@@ -67,19 +71,26 @@ class MongoBlobRepo:
     def __init__(self, db: MongoDatabase) -> None:
         self._blobs = db.collection(BLOBS)
 
-    async def insert(self, blob: Blob) -> Blob:
+    async def insert(self, blob: Blob, *, keyed: bool = False) -> Blob:
+        """`keyed`: the blob's id comes from a client's idempotency key; once processed it is
+        kept as a tombstone (no content), so a late retry finds it and is not applied again."""
+        doc = _to_doc(blob)
+        if keyed:
+            doc[_KEYED] = True
         try:
-            await self._blobs.insert_one(_to_doc(blob))
+            await self._blobs.insert_one(doc)
         except DuplicateKeyError:
-            stored = await self.get(blob.project_id, blob.user_id, blob.blob_id)
+            stored = await self._blobs.find_one(
+                {"_id": blob_key(blob.project_id, blob.user_id, blob.blob_id)}
+            )
             if stored is None:  # deleted between the two calls
                 raise AlreadyExists(f"Blob {blob.blob_id} was stored and deleted") from None
-            return stored
+            return _to_blob(stored)
         return blob
 
     async def get(self, project_id: str, user_id: str, blob_id: str) -> Blob | None:
         doc = await self._blobs.find_one({"_id": blob_key(project_id, user_id, blob_id)})
-        return _to_blob(doc) if doc else None
+        return _to_blob(doc) if doc and not doc.get(_TOMBSTONE) else None
 
     async def delete(self, project_id: str, user_id: str, blob_id: str) -> None:
         await self._blobs.delete_one({"_id": blob_key(project_id, user_id, blob_id)})
@@ -89,7 +100,12 @@ class MongoBlobRepo:
     ) -> list[str]:
         cursor = (
             self._blobs.find(
-                {"project_id": project_id, "user_id": user_id, "blob_type": blob_type.value},
+                {
+                    "project_id": project_id,
+                    "user_id": user_id,
+                    "blob_type": blob_type.value,
+                    _TOMBSTONE: {"$ne": True},
+                },
                 projection={"blob_id": 1},
             )
             .sort([("created_at", ASCENDING), ("_id", ASCENDING)])
@@ -107,6 +123,7 @@ class MongoBlobRepo:
                 "user_id": user_id,
                 "blob_type": blob_type.value,
                 "buffer.status": status.value,
+                _TOMBSTONE: {"$ne": True},
             },
             projection={"buffer.entry_id": 1},
         ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
@@ -119,18 +136,17 @@ class MongoBufferRepo:
     def __init__(self, db: MongoDatabase) -> None:
         self._blobs = db.collection(BLOBS)
 
-    async def claim(
+    async def waiting(
         self,
         project_id: str,
         user_id: str,
         blob_type: BlobType,
-        flush_id: str,
         *,
         max_tokens: int,
         max_attempts: int,
-    ) -> list[Blob]:
-        """Marks the oldest waiting entries (idle, or failed fewer than `max_attempts` times)
-        as processing by `flush_id`, up to `max_tokens` (at least one), and returns them."""
+    ) -> list[str]:
+        """Keys of the oldest waiting entries (idle, or failed fewer than `max_attempts`
+        times), up to `max_tokens` (at least one)."""
         waiting = self._blobs.find(
             {
                 "project_id": project_id,
@@ -154,11 +170,15 @@ class MongoBufferRepo:
                 break
             chosen.append(doc["_id"])
             total += size
-        if not chosen:
-            return []
+        return chosen
+
+    async def claim(self, keys: list[str], flush_id: str) -> list[Blob]:
+        """Marks the entries processing by `flush_id` (those still waiting) and returns the
+        ones it holds. Call after the flush's record is written, so a crash in between
+        leaves entries that the record names and recovery releases."""
         await self._blobs.update_many(
             {
-                "_id": {"$in": chosen},
+                "_id": {"$in": keys},
                 "buffer.status": {"$in": [BufferStatus.IDLE.value, BufferStatus.FAILED.value]},
             },
             {
@@ -172,6 +192,17 @@ class MongoBufferRepo:
         )
         return await self.of_flush(flush_id)
 
+    async def processing_flush_ids(self, project_id: str, user_id: str) -> set[str]:
+        cursor = self._blobs.find(
+            {
+                "project_id": project_id,
+                "user_id": user_id,
+                "buffer.status": BufferStatus.PROCESSING.value,
+            },
+            projection={"buffer.flush_id": 1},
+        )
+        return {doc["buffer"]["flush_id"] async for doc in cursor if doc["buffer"].get("flush_id")}
+
     async def of_flush(self, flush_id: str) -> list[Blob]:
         cursor = self._blobs.find({"buffer.flush_id": flush_id}).sort(
             [("created_at", ASCENDING), ("_id", ASCENDING)]
@@ -184,6 +215,18 @@ class MongoBufferRepo:
         """Ends a flush's entries in `status` (done or failed); done chats may be deleted."""
         selector = {"buffer.flush_id": flush_id, "buffer.status": BufferStatus.PROCESSING.value}
         if delete:
+            await self._blobs.update_many(
+                {**selector, _KEYED: True},
+                {
+                    "$set": {
+                        _TOMBSTONE: True,
+                        "blob_data": {},
+                        "fields": None,
+                        "buffer.status": BufferStatus.DONE.value,
+                        "buffer.updated_at": utcnow(),
+                    }
+                },
+            )
             await self._blobs.delete_many(selector)
             return
         await self._blobs.update_many(

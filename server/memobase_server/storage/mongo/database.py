@@ -20,11 +20,22 @@ PROFILES = "profiles"
 EVENTS = "events"
 EVENT_GISTS = "event_gists"
 FLUSHES = "flushes"
+FLUSH_FENCES = "flush_fences"
+PROFILE_VERSIONS = "profile_versions"
 USAGE = "usage"
 USER_STATUS = "user_status"
 
 # Collections holding per-user documents; deleting a user empties them of that user.
-PER_USER_COLLECTIONS = (BLOBS, PROFILES, EVENTS, EVENT_GISTS, FLUSHES, USER_STATUS)
+PER_USER_COLLECTIONS = (
+    BLOBS,
+    PROFILES,
+    EVENTS,
+    EVENT_GISTS,
+    FLUSHES,
+    FLUSH_FENCES,
+    PROFILE_VERSIONS,
+    USER_STATUS,
+)
 
 _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     USERS: [[("project_id", ASCENDING), ("updated_at", ASCENDING)]],

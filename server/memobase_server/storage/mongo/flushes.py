@@ -1,16 +1,24 @@
 """FlushRepo on MongoDB. Every transition of a flush record is a conditional update on its
-current state, so of two workers racing over one flush exactly one moves it on: that is the
-fence that stops a worker whose lease expired during a slow model call."""
+current state. Leaving `claimed` (to computed, abandoned or failed) is decided first by
+inserting the flush's fence document: a unique `_id` insert has exactly one winner, also on
+FerretDB, whose conditional updates are not atomic under concurrency. That fence stops a worker
+whose lease expired during a slow model call."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
 
 from memobase_server.domain.flush_plan import UNFINISHED, FlushPlan, FlushRecord, FlushState
 from memobase_server.domain.models import BlobType, utcnow
-from memobase_server.storage.mongo.database import FLUSHES, Document, MongoDatabase
+from memobase_server.storage.mongo.database import (
+    FLUSH_FENCES,
+    FLUSHES,
+    Document,
+    MongoDatabase,
+)
 
 
 def flush_key(project_id: str, user_id: str, flush_id: str) -> str:
@@ -35,6 +43,7 @@ def _to_record(doc: Document) -> FlushRecord:
 class MongoFlushRepo:
     def __init__(self, db: MongoDatabase) -> None:
         self._flushes = db.collection(FLUSHES)
+        self._fences = db.collection(FLUSH_FENCES)
 
     async def insert(self, record: FlushRecord) -> None:
         await self._flushes.insert_one(
@@ -53,6 +62,20 @@ class MongoFlushRepo:
             }
         )
 
+    async def _win_fence(self, record: FlushRecord, to: FlushState) -> bool:
+        try:
+            await self._fences.insert_one(
+                {
+                    "_id": flush_key(record.project_id, record.user_id, record.flush_id),
+                    "project_id": record.project_id,
+                    "user_id": record.user_id,
+                    "outcome": to.value,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
     async def transition(
         self,
         record: FlushRecord,
@@ -63,6 +86,8 @@ class MongoFlushRepo:
         error: str | None = None,
     ) -> bool:
         """Moves the record to `to` if it is in one of `expected`; False if it was not."""
+        if FlushState.CLAIMED in expected and not await self._win_fence(record, to):
+            return False
         changes: dict[str, Any] = {"state": to.value, "updated_at": utcnow()}
         if plan is not None:
             changes["plan"] = plan.to_document()
@@ -74,6 +99,19 @@ class MongoFlushRepo:
                 "state": {"$in": [s.value for s in expected]},
             },
             {"$set": changes},
+        )
+        return result.modified_count == 1
+
+    async def settle_orphan(self, record: FlushRecord) -> bool:
+        """A record still `claimed` whose fence was taken by a worker that died before moving
+        it on: abandon it. The update is conditional, so a slow (but alive) winner that moves
+        it first keeps it, and this answers False."""
+        result = await self._flushes.update_one(
+            {
+                "_id": flush_key(record.project_id, record.user_id, record.flush_id),
+                "state": FlushState.CLAIMED.value,
+            },
+            {"$set": {"state": FlushState.ABANDONED.value, "updated_at": utcnow()}},
         )
         return result.modified_count == 1
 

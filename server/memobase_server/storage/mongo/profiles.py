@@ -1,5 +1,7 @@
 """ProfileRepo on MongoDB: a user's whole profile in one document, `_id` = `<project>:<user>`,
-written with optimistic concurrency on its `version`."""
+written with optimistic concurrency on its `version`. Each new version is claimed first by
+inserting `<project>:<user>:v<version>`: a unique insert has one winner, also on FerretDB,
+where racing conditional updates can both succeed."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ from pymongo.errors import DuplicateKeyError
 
 from memobase_server.domain.models import utcnow
 from memobase_server.domain.profiles import ProfileSlot, UserProfile
-from memobase_server.storage.mongo.database import PROFILES, Document, MongoDatabase
+from memobase_server.storage.mongo.database import (
+    PROFILE_VERSIONS,
+    PROFILES,
+    Document,
+    MongoDatabase,
+)
 from memobase_server.storage.mongo.users import user_key
 
 
@@ -38,6 +45,7 @@ def _to_slot(doc: Document) -> ProfileSlot:
 class MongoProfileRepo:
     def __init__(self, db: MongoDatabase) -> None:
         self._profiles = db.collection(PROFILES)
+        self._versions = db.collection(PROFILE_VERSIONS)
 
     async def load(self, project_id: str, user_id: str) -> UserProfile:
         doc = await self._profiles.find_one({"_id": user_key(project_id, user_id)})
@@ -63,6 +71,16 @@ class MongoProfileRepo:
             "applied_flushes": list(profile.applied_flushes),
             "updated_at": utcnow(),
         }
+        try:
+            await self._versions.insert_one(
+                {
+                    "_id": f"{key}:v{expected_version + 1}",
+                    "project_id": profile.project_id,
+                    "user_id": profile.user_id,
+                }
+            )
+        except DuplicateKeyError:
+            return False
         if expected_version == 0:
             try:
                 await self._profiles.insert_one(doc)

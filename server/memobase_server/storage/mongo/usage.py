@@ -1,8 +1,9 @@
-"""Usage records on MongoDB: one document per project and day, `_id` = `<project>:<day>`,
-with model tokens in total and per pipeline step, and insert-call counters."""
+"""Usage records on MongoDB: model tokens (in total and per pipeline step) and insert-call
+counters, per project and day."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,67 +24,82 @@ class DayUsage:
     output_tokens: int = 0
 
 
-def _day_key(project_id: str, day: date) -> str:
-    return f"{project_id}:{day.isoformat()}"
+def _key(project_id: str, day: date, kind: str, writer: str) -> str:
+    return f"{project_id}:{day.isoformat()}:{kind}:{writer}"
 
 
 class MongoUsageRepo:
+    """Usage lives in many small documents per project and day, summed when read: one per
+    flush for model tokens (inserted once, so a retried commit cannot count twice) and one per
+    writing process for insert counters (`$inc` by a single writer). FerretDB loses `$inc`s
+    that race on one document, so no document is ever incremented by two writers at once."""
+
     def __init__(self, db: MongoDatabase) -> None:
         self._usage = db.collection(USAGE)
 
-    async def add_tokens(self, project_id: str, day: date, steps: Sequence[StepUsage]) -> None:
+    async def add_tokens(
+        self, project_id: str, day: date, steps: Sequence[StepUsage], *, record_id: str
+    ) -> None:
         if not steps:
             return
-        increments: dict[str, int] = {}
+        per_step: dict[str, dict[str, int]] = {}
         for step in steps:
-            for name, value in (
-                ("input_tokens", step.prompt_tokens),
-                ("output_tokens", step.completion_tokens),
-            ):
-                increments[name] = increments.get(name, 0) + value
-                key = f"steps.{step.step}.{name}"
-                increments[key] = increments.get(key, 0) + value
-            increments[f"steps.{step.step}.calls"] = (
-                increments.get(f"steps.{step.step}.calls", 0) + 1
+            counts = per_step.setdefault(
+                step.step, {"input_tokens": 0, "output_tokens": 0, "calls": 0}
             )
-        await self._increment(project_id, day, increments)
+            counts["input_tokens"] += step.prompt_tokens
+            counts["output_tokens"] += step.completion_tokens
+            counts["calls"] += 1
+        with contextlib.suppress(DuplicateKeyError):
+            await self._usage.insert_one(
+                {
+                    "_id": _key(project_id, day, "tokens", record_id),
+                    "project_id": project_id,
+                    "date": day.isoformat(),
+                    "input_tokens": sum(c["input_tokens"] for c in per_step.values()),
+                    "output_tokens": sum(c["output_tokens"] for c in per_step.values()),
+                    "steps": per_step,
+                }
+            )
 
-    async def day(self, project_id: str, day: date) -> dict[str, object]:
-        doc = await self._usage.find_one({"_id": _day_key(project_id, day)})
-        return dict(doc) if doc else {}
-
-    async def add_inserts(self, project_id: str, day: date, inserts: int, successes: int) -> None:
-        """Adds insert-call counters (`insert`, `insert_success`) to the project's day."""
-        await self._increment(project_id, day, {"insert": inserts, "insert_success": successes})
-
-    async def _increment(self, project_id: str, day: date, increments: dict[str, int]) -> None:
+    async def add_inserts(
+        self, project_id: str, day: date, inserts: int, successes: int, *, writer: str
+    ) -> None:
+        """Adds insert-call counters (`insert`, `insert_success`) to this writer's document."""
+        key = _key(project_id, day, "inserts", writer)
         update = {
-            "$inc": increments,
+            "$inc": {"insert": inserts, "insert_success": successes},
             "$setOnInsert": {"project_id": project_id, "date": day.isoformat()},
         }
         try:
-            await self._usage.update_one({"_id": _day_key(project_id, day)}, update, upsert=True)
+            await self._usage.update_one({"_id": key}, update, upsert=True)
         except DuplicateKeyError:
-            # Two upserts created the day's document at once; the loser now finds it there.
-            await self._usage.update_one({"_id": _day_key(project_id, day)}, update, upsert=True)
+            # The upsert raced its own earlier (unacknowledged) attempt; it exists now.
+            await self._usage.update_one({"_id": key}, update, upsert=True)
 
     async def days(self, project_id: str, days: Sequence[date]) -> dict[date, DayUsage]:
-        """The counters of each of `days` that has a record (one query, keyed on `_id`)."""
+        """The summed counters of each of `days` that has any record."""
         if not days:
             return {}
-        wanted = {_day_key(project_id, day): day for day in days}
+        wanted = {day.isoformat(): day for day in days}
         cursor = self._usage.find(
-            {"_id": {"$in": list(wanted)}},
-            projection={"insert": 1, "insert_success": 1, "input_tokens": 1, "output_tokens": 1},
+            {"project_id": project_id, "date": {"$in": list(wanted)}},
+            projection={
+                "date": 1,
+                "insert": 1,
+                "insert_success": 1,
+                "input_tokens": 1,
+                "output_tokens": 1,
+            },
         )
-        found: dict[date, DayUsage] = {}
+        totals: dict[date, list[int]] = {}
         async for doc in cursor:
-            day = wanted.get(doc["_id"])
-            if day is not None:
-                found[day] = DayUsage(
-                    inserts=int(doc.get("insert", 0)),
-                    successful_inserts=int(doc.get("insert_success", 0)),
-                    input_tokens=int(doc.get("input_tokens", 0)),
-                    output_tokens=int(doc.get("output_tokens", 0)),
-                )
-        return found
+            day = wanted.get(doc.get("date", ""))
+            if day is None:
+                continue
+            sums = totals.setdefault(day, [0, 0, 0, 0])
+            for i, field in enumerate(
+                ("insert", "insert_success", "input_tokens", "output_tokens")
+            ):
+                sums[i] += int(doc.get(field, 0))
+        return {day: DayUsage(*sums) for day, sums in totals.items()}
