@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from memobase_server.domain.errors import InvalidArgument, MalformedRequest
 from memobase_server.domain.models import BlobType, BufferStatus, JsonObject
+from memobase_server.domain.profile_selection import ProfileFilter, make_filter
 from memobase_server.gen.memobase.v1 import common_pb2
 
 _BLOB_TYPES: dict[int, BlobType] = {
@@ -69,3 +70,15 @@ def fill_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
 
 def optional_value(message: Message, field: str) -> Any:
     return getattr(message, field) if message.HasField(field) else None
+
+
+def profile_filter(request: Any) -> ProfileFilter:
+    """The profile filters a request carries (GetProfile, ProactiveTopic: the same fields)."""
+    return make_filter(
+        topk=optional_value(request, "topk"),
+        max_token_size=optional_value(request, "max_token_size"),
+        prefer_topics=request.prefer_topics,
+        only_topics=request.only_topics,
+        max_subtopic_size=optional_value(request, "max_subtopic_size"),
+        topic_limits_json=optional_value(request, "topic_limits_json"),
+    )

@@ -39,14 +39,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def GetProfile(
         self, request: profile_pb2.GetProfileRequest, context: Context
     ) -> profile_pb2.GetProfileResponse:
-        rules = make_filter(
-            topk=convert.optional_value(request, "topk"),
-            max_token_size=convert.optional_value(request, "max_token_size"),
-            prefer_topics=request.prefer_topics,
-            only_topics=request.only_topics,
-            max_subtopic_size=convert.optional_value(request, "max_subtopic_size"),
-            topic_limits_json=convert.optional_value(request, "topic_limits_json"),
-        )
+        rules = convert.profile_filter(request)
         chats = parse_chats(convert.optional_value(request, "chats_str"))
         slots = await self._profiles.get(project_id(), request.user_id, rules, chats)
         return profile_pb2.GetProfileResponse(profiles=[profile_message(s) for s in slots])

@@ -10,7 +10,6 @@ from grpc.aio import ServicerContext
 
 from memobase_server.domain.blobs import parse_message
 from memobase_server.domain.errors import InvalidArgument, PermissionDenied
-from memobase_server.domain.profile_selection import make_filter
 from memobase_server.gen.memobase.v1 import project_pb2, project_pb2_grpc
 from memobase_server.services.health import DependencyHealth
 from memobase_server.services.profile_import import ProfileImporter
@@ -187,14 +186,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
             )
             for i, m in enumerate(request.chat.messages)
         ]
-        rules = make_filter(
-            topk=convert.optional_value(request, "topk"),
-            max_token_size=convert.optional_value(request, "max_token_size"),
-            prefer_topics=request.prefer_topics,
-            only_topics=request.only_topics,
-            max_subtopic_size=convert.optional_value(request, "max_subtopic_size"),
-            topic_limits_json=convert.optional_value(request, "topic_limits_json"),
-        )
+        rules = convert.profile_filter(request)
         answer = await self._roleplay.proactive(
             project_id(),
             request.user_id,
