@@ -52,6 +52,7 @@ from memobase_server.storage.qdrant.edge import EdgeGistIndex
 from memobase_server.storage.redis.buffer_state import RedisBufferState
 from memobase_server.storage.redis.client import connect_redis
 from memobase_server.storage.redis.flush_queue import RedisFlushQueue
+from memobase_server.storage.redis.gist_queue import RedisGistQueue
 from memobase_server.storage.redis.known_users import RedisKnownUsers
 from memobase_server.storage.redis.locks import RedisUserLocks
 from memobase_server.storage.redis.project_keys import RedisProjectKeyCache
@@ -230,8 +231,9 @@ class Application:
         self.embedder = build_embedder(settings)
         self.gist_index = build_gist_index(settings, self.embedder)
         event_edits = MongoEventEditRepo(self.mongo)
+        gist_queue = RedisGistQueue(self.redis, ns)
         self.indexer = (
-            GistIndexer(event_edits, self.gist_index, self.embedder)
+            GistIndexer(event_edits, self.gist_index, self.embedder, gist_queue)
             if self.gist_index is not None and self.embedder is not None
             else None
         )
@@ -267,10 +269,9 @@ class Application:
             queue=queue,
             locks=RedisUserLocks(self.redis, ns, settings.flush_lease_seconds),
             buffer_state=buffer_state,
+            gist_queue=gist_queue,
             observer=self.metrics,
         )
-        if self.indexer is not None:
-            self.flushes.on_gists_written(self.indexer.kick)
         self.worker = (
             FlushWorker(
                 queue,
@@ -298,7 +299,7 @@ class Application:
             summary_model=settings.summary_model,
             language=settings.language,
         )
-        events = Events(timeline, event_edits, self.gist_index, self.embedder)
+        events = Events(timeline, event_edits, self.gist_index, self.embedder, gist_queue)
         context_builder = ContextBuilder(
             profile_store,
             profiles,

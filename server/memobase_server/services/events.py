@@ -21,8 +21,9 @@ from memobase_server.domain.profile_selection import positive
 from memobase_server.domain.tokens import count_tokens
 from memobase_server.llm.ports import Embedder
 from memobase_server.services.timeline import Timeline
-from memobase_server.storage.mongo.events import MongoEventEditRepo
+from memobase_server.storage.mongo.events import MongoEventEditRepo, event_key
 from memobase_server.storage.ports import GistHit, GistIndex
+from memobase_server.storage.redis.gist_queue import RedisGistQueue
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,13 @@ class Events:
         edits: MongoEventEditRepo,
         index: GistIndex | None,
         embedder: Embedder | None,
+        gist_queue: RedisGistQueue,
     ) -> None:
         self._timeline = timeline
         self._edits = edits
         self._index = index
         self._embedder = embedder
+        self._gist_queue = gist_queue
 
     async def recent(
         self, project_id: str, user_id: str, topk: int | None, max_tokens: int | None
@@ -230,19 +233,19 @@ class Events:
             await self._index.delete_event(event.project_id, event.user_id, event.event_id)
         lines = [line for line in (event.event_tip or "").splitlines() if line.strip()]
         stamp = event.updated_at
-        await self._edits.add_gists(
-            [
-                EventGist(
-                    project_id=event.project_id,
-                    user_id=event.user_id,
-                    gist_id=gist_id_for(event.event_id, stamp, i),
-                    event_id=event.event_id,
-                    content=line.strip(),
-                    created_at=event.created_at,
-                )
-                for i, line in enumerate(lines)
-            ]
-        )
+        gists = [
+            EventGist(
+                project_id=event.project_id,
+                user_id=event.user_id,
+                gist_id=gist_id_for(event.event_id, stamp, i),
+                event_id=event.event_id,
+                content=line.strip(),
+                created_at=event.created_at,
+            )
+            for i, line in enumerate(lines)
+        ]
+        await self._edits.add_gists(gists)
+        await self._gist_queue.push([event_key(g.project_id, g.user_id, g.gist_id) for g in gists])
 
     @staticmethod
     def _topk(topk: int | None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from memobase_server.config.settings import Settings
@@ -35,11 +34,12 @@ from memobase_server.services.profile_store import ProfileStore
 from memobase_server.services.project_configs import ProjectConfigs
 from memobase_server.services.timeline import Timeline
 from memobase_server.storage.mongo.blobs import MongoBufferRepo
-from memobase_server.storage.mongo.events import MongoEventRepo
+from memobase_server.storage.mongo.events import MongoEventRepo, event_key
 from memobase_server.storage.mongo.flushes import MongoFlushRepo
 from memobase_server.storage.mongo.usage import MongoUsageRepo
 from memobase_server.storage.redis.buffer_state import RedisBufferState
 from memobase_server.storage.redis.flush_queue import FlushJob, RedisFlushQueue
+from memobase_server.storage.redis.gist_queue import RedisGistQueue
 from memobase_server.storage.redis.locks import RedisUserLocks
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class FlushService:
         queue: RedisFlushQueue,
         locks: RedisUserLocks,
         buffer_state: RedisBufferState,
+        gist_queue: RedisGistQueue,
         observer: FlushObserver = NO_OBSERVER,
     ) -> None:
         self._settings = settings
@@ -91,15 +92,17 @@ class FlushService:
         self._usage = usage
         self._configs = configs
         self._timeline = timeline
-        self._gists_written: Callable[[], None] | None = None
         self._queue = queue
         self._locks = locks
         self._buffer_state = buffer_state
+        self._gist_queue = gist_queue
         self._observer = observer
 
-    def on_gists_written(self, callback: Callable[[], None]) -> None:
-        """Called after a commit stored gists (the in-process indexer's wake-up)."""
-        self._gists_written = callback
+    async def _queue_for_index(self, gist_keys: list[str]) -> None:
+        try:
+            await self._gist_queue.push(gist_keys)
+        except Exception as exc:  # the indexer's sweep over MongoDB finds them later
+            log.warning("gists not queued for the index: %r", exc)
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -301,8 +304,12 @@ class FlushService:
                 ]
             )
             await self._timeline.changed(record.project_id, record.user_id)
-            if self._gists_written is not None and plan.gists:
-                self._gists_written()
+            await self._queue_for_index(
+                [
+                    event_key(record.project_id, record.user_id, plan.gist_id(i))
+                    for i in range(len(plan.gists))
+                ]
+            )
         crash_point("after_event")
         changes = await self._apply_profile(record, plan)
         crash_point("after_profile")

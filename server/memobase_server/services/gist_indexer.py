@@ -1,12 +1,13 @@
 """Feeds the vector index from MongoDB. Whoever makes a gist stores it (with its embedding, when
-it could be made) in MongoDB; this one indexer, in the process that owns the index, embeds what
-lacks a vector of the current model and upserts into the index. So the index can be rebuilt
-from MongoDB at any time without a single LLM call."""
+it could be made) in MongoDB and queues its key in Redis; this one indexer, in the process that
+owns the index, reads the queued gists by key, embeds what lacks a vector of the current model
+and upserts into the index. A slow pass over MongoDB's unindexed gists (at start-up, then every
+few minutes) catches whatever the queue lost. So the index can be rebuilt from MongoDB at any
+time without a single LLM call, and no scan runs on the hot path."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import replace
 
@@ -15,41 +16,52 @@ from memobase_server.domain.events import EventGist
 from memobase_server.llm.ports import Embedder
 from memobase_server.storage.mongo.events import MongoEventEditRepo
 from memobase_server.storage.ports import GistIndex, GistPoint
+from memobase_server.storage.redis.gist_queue import RedisGistQueue
 
 log = logging.getLogger(__name__)
 
 BATCH = 256
-POLL_SECONDS = 2.0
+WAIT_SECONDS = 2.0
+SWEEP_SECONDS = 600.0
 
 
 class GistIndexer:
-    def __init__(self, repo: MongoEventEditRepo, index: GistIndex, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        repo: MongoEventEditRepo,
+        index: GistIndex,
+        embedder: Embedder,
+        queue: RedisGistQueue,
+    ) -> None:
         self._repo = repo
         self._index = index
         self._embedder = embedder
-        self._wake = asyncio.Event()
-
-    def kick(self) -> None:
-        """New gists were stored in this process: index them now rather than at the next poll."""
-        self._wake.set()
+        self._queue = queue
 
     async def run(self) -> None:
+        last_sweep = -SWEEP_SECONDS
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                while await self.index_pending():
-                    pass
+                if loop.time() - last_sweep >= SWEEP_SECONDS:
+                    while await self.index_pending():
+                        pass
+                    last_sweep = loop.time()
+                keys = await self._queue.pop(BATCH, WAIT_SECONDS)
+                gists = [g for g in [await self._repo.get_gist(k) for k in keys] if g]
+                await self.index(gists)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("gist indexer: %r; retrying", exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_SECONDS):
-                    await self._wake.wait()
-            self._wake.clear()
+                await asyncio.sleep(1.0)
 
     async def index_pending(self) -> int:
-        """Indexes one batch of unindexed gists; returns how many it indexed."""
-        gists = await self._repo.unindexed(BATCH)
+        """Indexes one batch of unindexed gists found in MongoDB; returns how many."""
+        return await self.index(await self._repo.unindexed(BATCH))
+
+    async def index(self, gists: list[EventGist]) -> int:
+        """Embeds (where needed) and upserts the gists; returns how many were indexed."""
         if not gists:
             return 0
         gists = await self._with_vectors(gists)

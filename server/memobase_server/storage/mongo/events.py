@@ -148,6 +148,10 @@ class MongoEventEditRepo:
         if gists:
             await self._gists.insert_many([_gist_doc(g) for g in gists], ordered=False)
 
+    async def get_gist(self, key: str) -> EventGist | None:
+        doc = await self._gists.find_one({"_id": key})
+        return to_gist(doc) if doc else None
+
     async def unindexed(self, limit: int) -> list[EventGist]:
         cursor = self._gists.find({"indexed": False}).limit(limit)
         return [to_gist(doc) async for doc in cursor]

@@ -91,6 +91,10 @@ class MongoFlushRepo:
         changes: dict[str, Any] = {"state": to.value, "updated_at": utcnow()}
         if plan is not None:
             changes["plan"] = plan.to_document()
+        if to is FlushState.COMMITTED:
+            # The plan (vectors included) is only needed to resume a commit: once committed it
+            # would only slow down every later scan of the records.
+            changes["plan"] = None
         if error is not None:
             changes["error"] = error
         result = await self._flushes.update_one(

@@ -60,3 +60,9 @@ USER_KNOWN_TTL_SECONDS = 24 * 3600
 
 def user_known(namespace: str, project_id: str, user_id: str) -> str:
     return f"memobase:{namespace}:user:{{{project_id}:{user_id}}}"
+
+
+def gists_to_index(namespace: str) -> str:
+    """Keys of gists stored in MongoDB and not yet in the vector index (the indexer's queue;
+    lost entries are found again by its periodic pass over MongoDB)."""
+    return f"memobase:{namespace}:gists:to_index"
