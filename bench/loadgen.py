@@ -1,9 +1,10 @@
 """The load generator: client worker processes, each running an asyncio loop (uvloop) with a
 fixed number of lanes; every lane keeps exactly one request in flight (closed loop).
 
-The parent (``bench.unary``) owns a ``ClientPool`` of worker processes and sends each a
-``Case``; a worker warms up, measures for ``seconds``, and sends back a ``WorkerResult``.
-All workers of a case start at the same wall-clock time, so their windows line up.
+The parent (``bench.unary``, ``bench.reads``) owns a ``ClientPool`` of worker processes and
+sends each a ``Case``; a worker warms up, measures for ``seconds``, and sends back a
+``WorkerResult``. All workers of a case start at the same wall-clock time, so their windows
+line up. The read RPCs send the parameters the SDK sends by default.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import multiprocessing
 import signal
 import time
 import traceback
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -31,14 +33,34 @@ from memobase_server.gen.memobase.v1 import (
     blob_pb2,
     blob_pb2_grpc,
     common_pb2,
+    event_pb2,
+    event_pb2_grpc,
+    profile_pb2,
+    profile_pb2_grpc,
     user_pb2,
     user_pb2_grpc,
 )
 
 Target = Literal["noop-grpc", "grpc", "rest"]
-Rpc = Literal["CreateUser", "InsertBlob", "GetUser"]
+UnaryRpc = Literal["CreateUser", "InsertBlob", "GetUser"]
+ReadRpc = Literal["GetProfile", "GetContext", "GetContextChats", "SearchEvents", "SearchEventGists"]
+"""Memory reads (``bench.reads``); ``GetContextChats`` is GetContext with ``chats_str``."""
+Rpc = Literal[UnaryRpc, ReadRpc]
 TARGETS: tuple[Target, ...] = ("noop-grpc", "grpc", "rest")
-RPCS: tuple[Rpc, ...] = ("CreateUser", "InsertBlob", "GetUser")
+RPCS: tuple[UnaryRpc, ...] = ("CreateUser", "InsertBlob", "GetUser")
+READ_RPCS: tuple[ReadRpc, ...] = (
+    "GetProfile",
+    "GetContext",
+    "GetContextChats",
+    "SearchEvents",
+    "SearchEventGists",
+)
+READ_MAX_TOKEN_SIZE = 1000
+"""The SDK's default ``max_token_size`` of ``profile()`` and ``context()``."""
+SEARCH_TOPK = 10
+SEARCH_THRESHOLD = 0.2
+SEARCH_DAYS = 180
+"""The SDK's defaults of ``search_event()`` and ``search_event_gist()``."""
 
 USER_DATA: dict[str, Any] = {"name": "bench", "plan": "free"}
 CHAT_MESSAGES: list[dict[str, Any]] = [
@@ -71,6 +93,11 @@ class Case:
     warmup_s: float
     seconds: float
     timeout_s: float
+    queries: tuple[str, ...] = ()
+    """Read RPCs: one search query per user, aligned with ``user_ids``."""
+    chats: tuple[str, ...] = ()
+    """Read RPCs: one ``chats_str`` (a JSON list of messages) per user, aligned with
+    ``user_ids``."""
 
 
 @dataclass
@@ -98,7 +125,135 @@ def _grpc_error(exc: grpc.aio.AioRpcError) -> str:
     return f"grpc {exc.code().name}: {(exc.details() or '')[:160]}"
 
 
+def _grpc_guarded(send: Callable[[int], Awaitable[object]]) -> Call:
+    """A call that turns a failed RPC into its error label."""
+
+    async def call(i: int) -> str | None:
+        try:
+            await send(i)
+        except grpc.aio.AioRpcError as exc:
+            return _grpc_error(exc)
+        return None
+
+    return call
+
+
+def _aligned(case: Case, values: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if len(values) != len(case.user_ids):
+        raise ValueError(f"{case.rpc} needs one {what} per user ({len(case.user_ids)} users)")
+    return values
+
+
+def _grpc_read_call(case: Case, channel: grpc.aio.Channel) -> Call:
+    """The memory reads, with the parameters the SDK sends by default."""
+    metadata = (("authorization", f"Bearer {case.token}"),)
+    profiles = profile_pb2_grpc.ProfileServiceStub(channel)
+    events = event_pb2_grpc.EventServiceStub(channel)
+    timeout = case.timeout_s
+    ids = case.user_ids
+    n = len(ids)
+
+    if case.rpc == "GetProfile":
+        profile_requests = [
+            profile_pb2.GetProfileRequest(user_id=u, max_token_size=READ_MAX_TOKEN_SIZE)
+            for u in ids
+        ]
+
+        async def get_profile(i: int) -> object:
+            return await profiles.GetProfile(
+                profile_requests[i % n], metadata=metadata, timeout=timeout
+            )
+
+        return _grpc_guarded(get_profile)
+
+    if case.rpc in ("GetContext", "GetContextChats"):
+        chats = _aligned(case, case.chats, "chats_str") if case.rpc == "GetContextChats" else ()
+        context_requests = []
+        for k, u in enumerate(ids):
+            request = profile_pb2.GetContextRequest(user_id=u, max_token_size=READ_MAX_TOKEN_SIZE)
+            if chats:
+                request.chats_str = chats[k]
+            context_requests.append(request)
+
+        async def get_context(i: int) -> object:
+            return await profiles.GetContext(
+                context_requests[i % n], metadata=metadata, timeout=timeout
+            )
+
+        return _grpc_guarded(get_context)
+
+    queries = _aligned(case, case.queries, "query")
+    if case.rpc == "SearchEvents":
+        event_requests = [
+            event_pb2.SearchEventsRequest(
+                user_id=u,
+                query=queries[k],
+                topk=SEARCH_TOPK,
+                similarity_threshold=SEARCH_THRESHOLD,
+                time_range_in_days=SEARCH_DAYS,
+            )
+            for k, u in enumerate(ids)
+        ]
+
+        async def search_events(i: int) -> object:
+            return await events.SearchEvents(
+                event_requests[i % n], metadata=metadata, timeout=timeout
+            )
+
+        return _grpc_guarded(search_events)
+
+    if case.rpc != "SearchEventGists":
+        raise ValueError(f"not a read RPC: {case.rpc}")
+    gist_requests = [
+        event_pb2.SearchEventGistsRequest(
+            user_id=u,
+            query=queries[k],
+            topk=SEARCH_TOPK,
+            similarity_threshold=SEARCH_THRESHOLD,
+            time_range_in_days=SEARCH_DAYS,
+        )
+        for k, u in enumerate(ids)
+    ]
+
+    async def search_gists(i: int) -> object:
+        return await events.SearchEventGists(
+            gist_requests[i % n], metadata=metadata, timeout=timeout
+        )
+
+    return _grpc_guarded(search_gists)
+
+
+def read_paths(case: Case) -> list[str]:
+    """REST paths (with query strings) of a read RPC, one per user, as the SDK writes them
+    (but percent-encoded)."""
+    ids = case.user_ids
+    quote = urllib.parse.quote
+    if case.rpc == "GetProfile":
+        return [f"/api/v1/users/profile/{u}?max_token_size={READ_MAX_TOKEN_SIZE}" for u in ids]
+    if case.rpc == "GetContext":
+        return [f"/api/v1/users/context/{u}?max_token_size={READ_MAX_TOKEN_SIZE}" for u in ids]
+    if case.rpc == "GetContextChats":
+        chats = _aligned(case, case.chats, "chats_str")
+        return [
+            f"/api/v1/users/context/{u}?max_token_size={READ_MAX_TOKEN_SIZE}"
+            f"&chats_str={quote(chats[k], safe='')}"
+            for k, u in enumerate(ids)
+        ]
+    route = {"SearchEvents": "event", "SearchEventGists": "event_gist"}.get(case.rpc)
+    if route is None:
+        raise ValueError(f"not a read RPC: {case.rpc}")
+    queries = _aligned(case, case.queries, "query")
+    return [
+        f"/api/v1/users/{route}/search/{u}?query={quote(queries[k], safe='')}"
+        f"&topk={SEARCH_TOPK}&similarity_threshold={SEARCH_THRESHOLD}"
+        f"&time_range_in_days={SEARCH_DAYS}"
+        for k, u in enumerate(ids)
+    ]
+
+
 def _grpc_call(case: Case, channel: grpc.aio.Channel) -> Call:
+    if case.rpc in READ_RPCS:
+        return _grpc_read_call(case, channel)
     metadata = (("authorization", f"Bearer {case.token}"),)
     users = user_pb2_grpc.UserServiceStub(channel)
     blobs = blob_pb2_grpc.BlobServiceStub(channel)
@@ -157,6 +312,13 @@ def _rest_outcome(response: httpx.Response) -> str | None:
 
 def _rest_call(case: Case, client: httpx.AsyncClient) -> Call:
     ids = case.user_ids
+    if case.rpc in READ_RPCS:
+        read_urls = read_paths(case)
+
+        async def read(i: int) -> str | None:
+            return _rest_outcome(await client.get(read_urls[i % len(read_urls)]))
+
+        return read
     json_headers = {"content-type": "application/json"}
 
     if case.rpc == "CreateUser":
