@@ -11,8 +11,10 @@ The stack is started here, on loopback: FerretDB, redis-server, the scripted mod
 tests' ``ScriptedLLM.server_env()``), with LOG_LEVEL WARNING. Seeding: ``--users`` users, each
 with ``--blobs`` chat blobs of varied English chat (``bench.chats``), inserted over gRPC in
 order, then flushed synchronously over REST (``POST /api/v1/users/buffer/{user}/chat
-?wait_process=true``); then it waits until every gist is indexed (MongoDB has none left
-unindexed and a gist search of each user returns hits).
+?wait_process=true``, retried on errno 503); then it waits until every gist is indexed (a
+gist search of each user returns all of the user's gists) and the stack is idle again. One
+call of each read per user follows (the first ``--first-read-users`` timed one at a time:
+first reads after a flush find empty caches), which also warms the caches.
 
 Each read is then run as a closed loop (``bench.loadgen``): exactly ``--concurrency`` calls in
 flight over ``--client-procs`` client processes, a warm-up, then a measured window, with the
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import os
 import pathlib
 import platform
@@ -41,7 +44,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,12 +228,13 @@ def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-async def _bounded(limit: int, jobs: Sequence[Awaitable[None]]) -> None:
+async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Runs the jobs, at most ``limit`` at a time (each job made only when it starts)."""
     semaphore = asyncio.Semaphore(limit)
 
-    async def one(job: Awaitable[None]) -> None:
+    async def one(job: Callable[[], Awaitable[None]]) -> None:
         async with semaphore:
-            await job
+            await job()
 
     await asyncio.gather(*(one(job) for job in jobs))
 
@@ -261,7 +265,10 @@ async def _seed(stack: Stack, args: argparse.Namespace) -> Seeded:
                 )
 
         started = time.monotonic()
-        await _bounded(16, [fill(u, c) for u, c in zip(user_ids, chats, strict=True)])
+        await _bounded(
+            16,
+            [functools.partial(fill, u, c) for u, c in zip(user_ids, chats, strict=True)],
+        )
         inserted = time.monotonic()
         print(
             f"bench: inserted {args.users * args.blobs} chat blobs in {inserted - started:.1f} s;"
@@ -294,7 +301,7 @@ async def _seed(stack: Stack, args: argparse.Namespace) -> Seeded:
                     await asyncio.sleep(1.0 + attempt)
                 flush_ms.append((time.perf_counter() - begin) * 1000.0)
 
-            await _bounded(FLUSH_CONCURRENCY, [flush(u) for u in user_ids])
+            await _bounded(FLUSH_CONCURRENCY, [functools.partial(flush, u) for u in user_ids])
         flushed = time.monotonic()
         print(
             f"bench: flushed in {flushed - inserted:.1f} s; waiting for the gist index",
@@ -379,44 +386,47 @@ def _memory_stats(stack: Stack) -> dict[str, float]:
         client.close()
 
 
-async def _answers(stack: Stack, seeded: Seeded) -> dict[str, Answers]:
+async def _answers(stack: Stack, seeded: Seeded, timed_users: int) -> dict[str, Answers]:
     """One call of each read per user over gRPC, right after the flushes (each user's first
-    read: caches start empty), in turn: what the measured calls will return, and how long a
-    first read takes."""
+    read: caches start empty): what the measured calls will return. The first
+    ``timed_users`` users go one call at a time, timed (how long a first read takes); the
+    others four users at a time, only to warm the caches (a first GetContext reads the
+    user's whole timeline from MongoDB) before the measured runs."""
     metadata = (("authorization", f"Bearer {stack.token}"),)
     found: dict[str, list[float]] = {rpc: [] for rpc in READ_RPCS}
     took: dict[str, list[float]] = {rpc: [] for rpc in READ_RPCS}
     clock = time.perf_counter
-
-    def record(rpc: str, begin: float, size: int) -> None:
-        took[rpc].append((clock() - begin) * 1000.0)
-        found[rpc].append(size)
-
     async with grpc.aio.insecure_channel(stack.grpc_target, options=GRPC_CHANNEL_OPTIONS) as ch:
         profiles = profile_pb2_grpc.ProfileServiceStub(ch)
         events = event_pb2_grpc.EventServiceStub(ch)
-        for user_id, made in zip(seeded.user_ids, seeded.chats, strict=True):
+
+        async def reads_of(user_id: str, made: UserChats, timed: bool) -> None:
             begin = clock()
+
+            def record(rpc: str, size: int) -> None:
+                nonlocal begin
+                if timed:
+                    took[rpc].append((clock() - begin) * 1000.0)
+                found[rpc].append(size)
+                begin = clock()
+
             profile = await profiles.GetProfile(
                 profile_pb2.GetProfileRequest(user_id=user_id, max_token_size=READ_MAX_TOKEN_SIZE),
                 metadata=metadata,
             )
-            record("GetProfile", begin, len(profile.profiles))
-            begin = clock()
+            record("GetProfile", len(profile.profiles))
             plain = await profiles.GetContext(
                 profile_pb2.GetContextRequest(user_id=user_id, max_token_size=READ_MAX_TOKEN_SIZE),
                 metadata=metadata,
             )
-            record("GetContext", begin, len(plain.context))
-            begin = clock()
+            record("GetContext", len(plain.context))
             searched = await profiles.GetContext(
                 profile_pb2.GetContextRequest(
                     user_id=user_id, max_token_size=READ_MAX_TOKEN_SIZE, chats_str=made.chats_str
                 ),
                 metadata=metadata,
             )
-            record("GetContextChats", begin, len(searched.context))
-            begin = clock()
+            record("GetContextChats", len(searched.context))
             hits = await events.SearchEvents(
                 event_pb2.SearchEventsRequest(
                     user_id=user_id,
@@ -427,8 +437,7 @@ async def _answers(stack: Stack, seeded: Seeded) -> dict[str, Answers]:
                 ),
                 metadata=metadata,
             )
-            record("SearchEvents", begin, len(hits.events))
-            begin = clock()
+            record("SearchEvents", len(hits.events))
             gists = await events.SearchEventGists(
                 event_pb2.SearchEventGistsRequest(
                     user_id=user_id,
@@ -439,7 +448,14 @@ async def _answers(stack: Stack, seeded: Seeded) -> dict[str, Answers]:
                 ),
                 metadata=metadata,
             )
-            record("SearchEventGists", begin, len(gists.gists))
+            record("SearchEventGists", len(gists.gists))
+
+        pairs = list(zip(seeded.user_ids, seeded.chats, strict=True))
+        for user_id, made in pairs[:timed_users]:
+            await reads_of(user_id, made, timed=True)
+        await _bounded(
+            4, [functools.partial(reads_of, u, c, timed=False) for u, c in pairs[timed_users:]]
+        )
     units: dict[str, str] = {
         "GetProfile": "slots",
         "GetContext": "chars",
@@ -458,6 +474,20 @@ async def _answers(stack: Stack, seeded: Seeded) -> dict[str, Answers]:
             first_max_ms=ordered[-1] if ordered else None,
         )
     return answers
+
+
+def settle(groups: dict[str, list[int]], timeout_s: float, idle_cores: float = 0.1) -> float:
+    """Until every process of the stack uses less than ``idle_cores`` over one second (the
+    gist indexer may still be writing to MongoDB after every gist is searchable); returns
+    the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        before = cpu.snapshot(groups)
+        time.sleep(1.0)
+        cores = cpu.usage(before, cpu.snapshot(groups)).cores
+        if all(c is not None and c < idle_cores for c in cores.values()):
+            break
+    return time.monotonic() - began
 
 
 def _llm_stats(stack: Stack) -> dict[str, Any]:
@@ -817,9 +847,10 @@ def report(
         f"SDK defaults: max_token_size={READ_MAX_TOKEN_SIZE}; searches topk={SEARCH_TOPK}, "
         f"similarity_threshold={SEARCH_THRESHOLD:g}, time_range_in_days={SEARCH_DAYS}; "
         "GetContextChats: GetContext with chats_str (2 messages; "
-        "full_profile_and_only_search_event left at its default, true). First read: each "
-        "user's first call of each read after its flush (caches empty), over gRPC at "
-        "concurrency 1, the reads in table order, before the measured runs.",
+        "full_profile_and_only_search_event left at its default, true). First read: the first "
+        f"call of each read after the flush (caches empty) of {args.first_read_users} users, "
+        "over gRPC at concurrency 1, the reads in table order, before the measured runs (the "
+        "other users' caches are warmed too).",
     ]
     now = _git_commit()
     if now != args.commit:
@@ -832,7 +863,7 @@ def report(
         "Before the runs, 3 s at rest: other programs used "
         f"{rest.foreign_cores:.2f} cores; our stack: "
         + ", ".join(f"{g} {_cores(rest.cores.get(g))}" for g in GROUPS)
-        + " cores (background loops: gist indexer poll, flush scheduler)."
+        + " cores (background loops: gist indexer, flush scheduler)."
     )
     sections = [
         "\n".join(header),
@@ -861,10 +892,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.reads",
         description="Memory reads (profile, context, searches) over gRPC and REST.",
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured window per case")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up per case (s)")
+    parser.add_argument("--seconds", type=float, default=7.0, help="measured window per case")
+    parser.add_argument("--warmup", type=float, default=1.5, help="warm-up per case (s)")
     parser.add_argument(
-        "--serial-seconds", type=float, default=1.5, help="window at concurrency 1 (0: skip)"
+        "--serial-seconds", type=float, default=1.0, help="window at concurrency 1 (0: skip)"
     )
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument(
@@ -873,6 +904,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", type=int, default=50, help="users with memory")
     parser.add_argument("--blobs", type=int, default=20, help="chat blobs per user")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated chats")
+    parser.add_argument(
+        "--first-read-users",
+        type=int,
+        default=10,
+        help="users whose first read of each kind is timed (the others only warm caches)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
     parser.add_argument(
         "--index-timeout", type=float, default=120.0, help="wait for the gist index (s)"
@@ -909,6 +946,8 @@ def _validate(args: argparse.Namespace) -> None:
     rpcs = _choose(args.rpcs, READ_RPCS, "rpcs")
     args.target_list = [t for t in READ_TARGETS if t in targets]
     args.rpc_list = [r for r in READ_RPCS if r in rpcs]
+    if args.first_read_users < 0:
+        raise SystemExit("--first-read-users must not be negative")
     if min(args.concurrency, args.client_procs, args.users, args.blobs) < 1:
         raise SystemExit("--concurrency, --client-procs, --users and --blobs must be positive")
     if args.seconds <= 0 or args.warmup < 0 or args.serial_seconds < 0:
@@ -936,8 +975,10 @@ def _measure(
         phases.done("start-up")
         seeded = asyncio.run(_seed(local, args))
         phases.done("seeding")
-        answers = asyncio.run(_answers(local, seeded))
-        phases.done("one call of each read per user")
+        settle(local.pids, args.index_timeout)
+        phases.done("settling")
+        answers = asyncio.run(_answers(local, seeded, args.first_read_users))
+        phases.done("first reads")
         args.at_rest = wait_for_quiet_run(wait_deadline, 30.0, local.pids)
         phases.done("quiet check")
         llm_before = _llm_stats(local)
