@@ -22,13 +22,14 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 deps: $(VENV)/.synced  ## Python environment from the lock file (uv)
 
-servers:  ## FerretDB (built once, cached) and redis-server (apt) binaries
+servers:  ## FerretDB (built once, cached), PostgreSQL and redis-server (apt) binaries
 	@scripts/ensure_ferretdb.sh >/dev/null
+	@scripts/ensure_postgres.sh >/dev/null
 	@scripts/ensure_redis.sh >/dev/null
 
 setup: deps servers  ## everything `run` and `test` need
 
-run: setup  ## local FerretDB + Redis, then the server (gRPC :50051, REST :8019)
+run: setup  ## local FerretDB (on PostgreSQL) + Redis, then the server (gRPC :50051, REST :8019)
 	@scripts/local_stack.sh start >/dev/null
 	@echo "memobase-server: root token (ACCESS_TOKEN) = $(ACCESS_TOKEN)"
 	@echo "memobase-server: gRPC on :$${MEMOBASE_GRPC_PORT:-50051}, REST on http://127.0.0.1:$${MEMOBASE_HTTP_PORT:-8019}/api/v1"
@@ -45,7 +46,7 @@ mcp: deps  ## the Memobase MCP server for `make run`'s server (http://127.0.0.1:
 	MEMOBASE_GRPC_TARGET="$${MEMOBASE_GRPC_TARGET:-127.0.0.1:$${MEMOBASE_GRPC_PORT:-50051}}" \
 	$(VENV)/bin/memobase-mcp
 
-test: setup client-tools  ## the whole test suite against real FerretDB and redis-server
+test: setup client-tools  ## the whole test suite against real FerretDB (on PostgreSQL) and redis-server
 	$(PY) -m pytest -q
 
 lint: deps client-tools  ## buf lint + format + breaking, ruff, mypy, generated-code staleness

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Start/stop FerretDB (MongoDB wire protocol, SQLite backend) and redis-server
-# for local runs.
+# Start/stop FerretDB (MongoDB wire protocol) over a private PostgreSQL cluster,
+# and redis-server, for local runs.
 #
 #   scripts/local_stack.sh start|stop|status
 #
 # Environment:
 #   MEMOBASE_DATA_DIR       data dir (default .data; relative paths are taken
-#                           from the repo root). Holds ferretdb/ and redis/,
-#                           the pid files and the logs.
+#                           from the repo root). Holds postgres/, ferretdb/ and
+#                           redis/, the pid files and the logs.
 #   MEMOBASE_FERRETDB_PORT  default 27017
+#   MEMOBASE_POSTGRES_PORT  default 5433 (PostgreSQL, used by FerretDB only)
 #   MEMOBASE_REDIS_PORT     default 6379
 #
 # `start` prints the MongoDB URL and then the Redis URL on stdout (one per
@@ -23,36 +24,42 @@ SCRIPTS="$ROOT/scripts"
 DATA_DIR="${MEMOBASE_DATA_DIR:-.data}"
 [[ "$DATA_DIR" = /* ]] || DATA_DIR="$ROOT/$DATA_DIR"
 FERRETDB_PORT="${MEMOBASE_FERRETDB_PORT:-27017}"
+POSTGRES_PORT="${MEMOBASE_POSTGRES_PORT:-5433}"
 REDIS_PORT="${MEMOBASE_REDIS_PORT:-6379}"
 HOST=127.0.0.1
 START_TIMEOUT=20
 
 FERRETDB_DIR="$DATA_DIR/ferretdb"
+POSTGRES_DIR="$DATA_DIR/postgres"
 REDIS_DIR="$DATA_DIR/redis"
 FERRETDB_PID="$DATA_DIR/ferretdb.pid"
+POSTGRES_PID="$DATA_DIR/postgres.pid"
 REDIS_PID="$DATA_DIR/redis.pid"
 FERRETDB_LOG="$DATA_DIR/ferretdb.log"
+POSTGRES_LOG="$DATA_DIR/postgres.log"
 REDIS_LOG="$DATA_DIR/redis.log"
 
 MONGODB_URL="mongodb://$HOST:$FERRETDB_PORT/"
+POSTGRES_URL="postgres://postgres@$HOST:$POSTGRES_PORT/ferretdb"
 REDIS_URL="redis://$HOST:$REDIS_PORT/0"
 
 log() { printf 'local_stack: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for p in "$FERRETDB_PORT" "$REDIS_PORT"; do
+for p in "$FERRETDB_PORT" "$POSTGRES_PORT" "$REDIS_PORT"; do
     if ! [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] || ((p > 65535)); then
         die "invalid port: $p"
     fi
 done
-[[ "$FERRETDB_PORT" != "$REDIS_PORT" ]] || die "FerretDB and Redis ports must differ"
+[[ "$(printf '%s\n' "$FERRETDB_PORT" "$POSTGRES_PORT" "$REDIS_PORT" | sort -u | wc -l)" -eq 3 ]] ||
+    die "the FerretDB, PostgreSQL and Redis ports must differ"
 
 # True if something accepts TCP connections on $HOST:$1.
 port_open() {
     (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
 }
 
-# True if $HOST:$2 answers like a server of kind $1 (mongodb|redis).
+# True if $HOST:$2 answers like a server of kind $1 (mongodb|postgres|redis).
 probe() {
     python3 - "$1" "$HOST" "$2" <<'PY' 2>/dev/null
 import socket, struct, sys
@@ -60,6 +67,9 @@ import socket, struct, sys
 kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with socket.create_connection((host, port), timeout=2) as s:
     s.settimeout(2)
+    if kind == "postgres":
+        s.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
+        sys.exit(0 if s.recv(1) in (b"N", b"S") else 1)
     if kind == "redis":
         s.sendall(b"PING\r\n")
         reply = s.recv(64)
@@ -118,6 +128,17 @@ check_server() {
     echo start
 }
 
+start_postgres() {
+    "$SCRIPTS/pg_cluster.sh" init "$POSTGRES_DIR"
+    log "starting postgres on port $POSTGRES_PORT (log: $POSTGRES_LOG)"
+    local -a detach=()
+    command -v setsid >/dev/null 2>&1 && detach=(setsid)
+    # shellcheck disable=SC2016
+    "${detach[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$POSTGRES_PID" \
+        "$SCRIPTS/pg_cluster.sh" exec "$POSTGRES_DIR" "$POSTGRES_PORT" \
+        </dev/null >>"$POSTGRES_LOG" 2>&1 &
+}
+
 start_ferretdb() {
     local bin=$1
     mkdir -p "$FERRETDB_DIR"
@@ -129,7 +150,7 @@ start_ferretdb() {
     # ($$ and $@ below belong to the inner shell.)
     # shellcheck disable=SC2016
     "${detach[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$FERRETDB_PID" \
-        "$bin" --handler=sqlite --sqlite-url="file:$FERRETDB_DIR/" \
+        "$bin" --handler=postgresql --postgresql-url="$POSTGRES_URL" \
         --listen-addr="$HOST:$FERRETDB_PORT" --state-dir="$FERRETDB_DIR" \
         --debug-addr=- --telemetry=disable --log-level=warn \
         </dev/null >>"$FERRETDB_LOG" 2>&1 &
@@ -157,12 +178,12 @@ wait_ready() {
     done
 }
 
-# stop_one LABEL PIDFILE NAME PORT KIND
+# stop_one LABEL PIDFILE NAME PORT KIND [SIGNAL]
 stop_one() {
-    local label=$1 pidfile=$2 name=$3 port=$4 kind=$5 pid i
+    local label=$1 pidfile=$2 name=$3 port=$4 kind=$5 sig=${6:-TERM} pid i
     if pid="$(live_pid "$pidfile" "$name")"; then
         log "stopping $label (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
+        kill -"$sig" "$pid" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
@@ -203,25 +224,35 @@ status_one() {
 
 cmd_start() {
     mkdir -p "$DATA_DIR"
-    # Check both ports and get both binaries (a cold FerretDB build takes a
+    # Check every port and get every binary (a cold FerretDB build takes a
     # minute) before starting anything, so a conflict or a failed build does
     # not leave half a stack behind, and the build does not count against the
     # start timeout.
-    local ferretdb_action redis_action ferretdb_bin="" redis_bin=""
+    local ferretdb_action postgres_action redis_action ferretdb_bin="" redis_bin="" postgres_started=0
     ferretdb_action="$(check_server ferretdb "$FERRETDB_PID" ferretdb "$FERRETDB_PORT" mongodb MEMOBASE_FERRETDB_PORT)"
+    postgres_action=skip
+    if [[ "$ferretdb_action" == start ]]; then
+        postgres_action="$(check_server postgres "$POSTGRES_PID" postgres "$POSTGRES_PORT" postgres MEMOBASE_POSTGRES_PORT)"
+    fi
     redis_action="$(check_server redis-server "$REDIS_PID" redis-server "$REDIS_PORT" redis MEMOBASE_REDIS_PORT)"
     [[ "$ferretdb_action" == start ]] && ferretdb_bin="$("$SCRIPTS/ensure_ferretdb.sh")"
     [[ "$redis_action" == start ]] && redis_bin="$("$SCRIPTS/ensure_redis.sh")"
 
-    [[ -n "$ferretdb_bin" ]] && start_ferretdb "$ferretdb_bin"
+    local ok=1
+    if [[ "$postgres_action" == start ]]; then
+        start_postgres
+        postgres_started=1
+        wait_ready postgres "$POSTGRES_PORT" "$POSTGRES_LOG" || ok=0
+    fi
+    ((ok)) && [[ -n "$ferretdb_bin" ]] && start_ferretdb "$ferretdb_bin"
     [[ -n "$redis_bin" ]] && start_redis "$redis_bin"
 
-    local ok=1
-    wait_ready ferretdb "$FERRETDB_PORT" "$FERRETDB_LOG" || ok=0
+    ((ok)) && { wait_ready ferretdb "$FERRETDB_PORT" "$FERRETDB_LOG" || ok=0; }
     wait_ready redis-server "$REDIS_PORT" "$REDIS_LOG" || ok=0
     if ((!ok)); then
         # Undo what this invocation started.
         [[ -n "$ferretdb_bin" ]] && stop_one ferretdb "$FERRETDB_PID" ferretdb "$FERRETDB_PORT" mongodb
+        ((postgres_started)) && stop_one postgres "$POSTGRES_PID" postgres "$POSTGRES_PORT" postgres INT
         [[ -n "$redis_bin" ]] && stop_one redis-server "$REDIS_PID" redis-server "$REDIS_PORT" redis
         die "local stack did not come up"
     fi
@@ -231,12 +262,15 @@ cmd_start() {
 
 cmd_stop() {
     stop_one ferretdb "$FERRETDB_PID" ferretdb "$FERRETDB_PORT" mongodb
+    # SIGINT: PostgreSQL's fast shutdown (SIGTERM would wait for every client).
+    stop_one postgres "$POSTGRES_PID" postgres "$POSTGRES_PORT" postgres INT
     stop_one redis-server "$REDIS_PID" redis-server "$REDIS_PORT" redis
 }
 
 cmd_status() {
     local rc=0
     status_one ferretdb "$FERRETDB_PID" ferretdb "$FERRETDB_PORT" mongodb "$MONGODB_URL" || rc=3
+    status_one postgres "$POSTGRES_PID" postgres "$POSTGRES_PORT" postgres "$POSTGRES_URL" || rc=3
     status_one redis "$REDIS_PID" redis-server "$REDIS_PORT" redis "$REDIS_URL" || rc=3
     return "$rc"
 }

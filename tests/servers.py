@@ -1,22 +1,26 @@
-"""Throwaway FerretDB and Redis servers for a test session.
+"""Throwaway FerretDB (on its own PostgreSQL cluster) and Redis servers for a test session.
 
 Used by conftest when no server URLs are given: each server runs as a child
 process on a free loopback port, with its data and log files in a work dir,
 and is stopped by ``LocalServer.stop()`` or, failing that, at interpreter exit.
 On Linux the servers also get SIGTERM if the thread that started them dies
 (e.g. the test process is SIGKILLed), so start them from the main thread.
-Binaries come from ``scripts/ensure_ferretdb.sh`` and ``scripts/ensure_redis.sh``.
+Binaries come from ``scripts/ensure_ferretdb.sh`` and ``scripts/ensure_redis.sh``;
+the PostgreSQL cluster is made and run by ``scripts/pg_cluster.sh``.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import TYPE_CHECKING, Self
 
@@ -52,6 +56,8 @@ class LocalServer:
         url: str,
         port: int,
         log_path: pathlib.Path,
+        *,
+        stop_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
         """Wrap a started ``process``; it is stopped at exit at the latest."""
         self.name = name
@@ -59,6 +65,10 @@ class LocalServer:
         self.url = url
         self.port = port
         self.log_path = log_path
+        self.stop_signal = stop_signal
+        self.companions: list[LocalServer] = []
+        """Servers this one needs, stopped after it (FerretDB's PostgreSQL)."""
+        self.cleanups: list[Callable[[], None]] = []
         atexit.register(self.stop)
 
     @property
@@ -74,12 +84,16 @@ class LocalServer:
         """Terminate the server, kill it after ``STOP_TIMEOUT``; idempotent."""
         atexit.unregister(self.stop)
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(self.stop_signal)
             try:
                 self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for companion in self.companions:
+            companion.stop()
+        while self.cleanups:
+            self.cleanups.pop()()
 
     def __enter__(self) -> Self:
         """Return the server; leaving the ``with`` block stops it."""
@@ -199,6 +213,8 @@ def _start(
     workdir: pathlib.Path,
     make_args: Callable[[int], Sequence[str]],
     make_url: Callable[[int], str],
+    *,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> LocalServer:
     """Start ``make_args(port)`` on a free port and wait until it listens."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +232,9 @@ def _start(
                 cwd=workdir,
                 preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only calls prctl
             )
-        server = LocalServer(name, process, make_url(port), port, log_path)
+        server = LocalServer(
+            name, process, make_url(port), port, log_path, stop_signal=stop_signal
+        )
         try:
             wait_for_port(HOST, port, START_TIMEOUT, process=process)
         except ServerError as e:
@@ -236,26 +254,80 @@ def _start(
     raise ServerError(msg)
 
 
+def _postgres_data_dir(workdir: pathlib.Path) -> tuple[pathlib.Path, Callable[[], None]]:
+    """Where the cluster lives, and how to remove it. As root, PostgreSQL runs as the
+    ``postgres`` user, who cannot enter pytest's private (0700) temp dirs: the cluster
+    then lives in a temp dir of its own."""
+    if os.geteuid() != 0:
+        return workdir / "postgres", lambda: None
+    base = pathlib.Path(tempfile.mkdtemp(prefix="memobase-pg-"))
+    base.chmod(0o755)
+    return base / "data", lambda: shutil.rmtree(base, ignore_errors=True)
+
+
+def start_postgres(workdir: pathlib.Path) -> LocalServer:
+    """Start a private PostgreSQL cluster (``scripts/pg_cluster.sh``) for FerretDB."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir, remove = _postgres_data_dir(workdir)
+    script = str(SCRIPTS_DIR / "pg_cluster.sh")
+    log_path = workdir / "postgres-init.log"
+    with log_path.open("wb") as log:
+        result = subprocess.run(
+            [script, "init", str(data_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=ENSURE_TIMEOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        remove()
+        msg = f"{script} init exited with code {result.returncode}:\n{_tail(log_path)}"
+        raise ServerError(msg)
+    try:
+        server = _start(
+            "postgres",
+            workdir,
+            lambda port: [script, "exec", str(data_dir), str(port)],
+            lambda port: f"postgres://postgres@{HOST}:{port}/ferretdb",
+            # SIGTERM waits for every client to disconnect; SIGINT is the fast shutdown.
+            stop_signal=signal.SIGINT,
+        )
+    except BaseException:
+        remove()
+        raise
+    server.cleanups.append(remove)
+    return server
+
+
 def start_ferretdb(workdir: pathlib.Path) -> LocalServer:
-    """Start FerretDB (SQLite backend) with its data in ``workdir/ferretdb``."""
+    """Start FerretDB with its PostgreSQL handler over a private cluster; stopping the
+    returned server stops both."""
     workdir.mkdir(parents=True, exist_ok=True)
     binary = _run_ensure_script("ensure_ferretdb.sh", workdir)
-    data_dir = workdir / "ferretdb"
-    data_dir.mkdir(exist_ok=True)
+    postgres = start_postgres(workdir)
+    state_dir = workdir / "ferretdb"
+    state_dir.mkdir(exist_ok=True)
 
     def args(port: int) -> list[str]:
         return [
             binary,
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data_dir.resolve()}/",
+            "--handler=postgresql",
+            f"--postgresql-url={postgres.url}",
             f"--listen-addr={HOST}:{port}",
-            f"--state-dir={data_dir.resolve()}",
+            f"--state-dir={state_dir.resolve()}",
             "--debug-addr=-",
             "--telemetry=disable",
             "--log-level=warn",
         ]
 
-    return _start("ferretdb", workdir, args, lambda port: f"mongodb://{HOST}:{port}/")
+    try:
+        server = _start("ferretdb", workdir, args, lambda port: f"mongodb://{HOST}:{port}/")
+    except BaseException:
+        postgres.stop()
+        raise
+    server.companions.append(postgres)
+    return server
 
 
 def start_redis(workdir: pathlib.Path) -> LocalServer:
@@ -288,6 +360,7 @@ __all__ = [
     "ServerError",
     "free_port",
     "start_ferretdb",
+    "start_postgres",
     "start_redis",
     "wait_for_port",
 ]
