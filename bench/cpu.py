@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -155,3 +155,26 @@ def usage(before: Snapshot, after: Snapshot, ours: set[int] | None = None) -> Us
             if s / elapsed >= 0.01
         ],
     )
+
+
+def tree_cores(before: Snapshot, after: Snapshot, roots: Iterable[int]) -> float | None:
+    """Average cores used between two snapshots by ``roots`` and all their descendants alive
+    at the end (e.g. PostgreSQL's backends under its postmaster; a descendant that ended in
+    between is missed). None if no root is the same process in both snapshots."""
+    alive = {
+        pid
+        for pid in roots
+        if pid in before.processes
+        and pid in after.processes
+        and before.processes[pid].started == after.processes[pid].started
+    }
+    if not alive:
+        return None
+    spent = 0.0
+    for pid in _ours(after.processes, alive):
+        proc = after.processes[pid]
+        earlier = before.processes.get(pid)
+        spent += proc.seconds - (
+            earlier.seconds if earlier and earlier.started == proc.started else 0.0
+        )
+    return spent / max(after.at - before.at, 1e-9)

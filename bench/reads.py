@@ -140,6 +140,9 @@ class Stack:
     server_log: pathlib.Path
     ferretdb_log: pathlib.Path
     llm_log: pathlib.Path
+    postgres_pid: int | None = None
+    """FerretDB's PostgreSQL postmaster (its backends are its children); not a CPU group of
+    this benchmark's tables."""
 
 
 @dataclass
@@ -171,8 +174,15 @@ class Answers:
 # ---------------------------------------------------------------- the stack
 
 
-def start_stack(workdir: pathlib.Path, stack: contextlib.ExitStack) -> Stack:
-    """FerretDB, redis-server, the scripted model and the server: children on free ports."""
+def start_stack(
+    workdir: pathlib.Path,
+    stack: contextlib.ExitStack,
+    *,
+    before_server: Callable[[str, str, dict[str, str]], dict[str, str]] | None = None,
+) -> Stack:
+    """FerretDB, redis-server, the scripted model and the server: children on free ports.
+    `before_server(mongo_url, database, env)` runs before the server starts (to seed its
+    storage) and returns settings to add to its environment."""
     from tests.conftest import ROOT_TOKEN, ScriptedLLM, start_server, stop_server  # noqa: PLC0415
 
     ferretdb = servers.start_ferretdb(workdir)
@@ -196,6 +206,8 @@ def start_stack(workdir: pathlib.Path, stack: contextlib.ExitStack) -> Stack:
     servers.wait_for_port(servers.HOST, llm_port, servers.START_TIMEOUT, process=process)
     env = {**ScriptedLLM(llm.url, process).server_env(), **SERVER_ENV}
     database = f"memobase_bench_{uuid.uuid4().hex[:8]}"
+    if before_server is not None:
+        env.update(before_server(ferretdb.url, database, env))
     server, grpc_port, http_port, log_path = start_server(
         workdir, ferretdb.url, redis.url, database, **env
     )
@@ -216,6 +228,7 @@ def start_stack(workdir: pathlib.Path, stack: contextlib.ExitStack) -> Stack:
         server_log=log_path,
         ferretdb_log=ferretdb.log_path,
         llm_log=llm_log,
+        postgres_pid=next((c.pid for c in ferretdb.companions), None),
     )
 
 

@@ -137,13 +137,17 @@ def _check_loopback(host: str | None, what: str) -> None:
         raise SystemExit(f"{what}: {host} is not a loopback address (this benchmark is local)")
 
 
-def start_noop(workdir: pathlib.Path, stack: contextlib.ExitStack) -> servers.LocalServer:
-    """The no-op ceiling server as a child process on a free port."""
+def start_noop(
+    workdir: pathlib.Path, stack: contextlib.ExitStack, http_port: int | None = None
+) -> servers.LocalServer:
+    """The no-op ceiling server as a child process on a free port (and, given ``http_port``,
+    its REST ceiling on that port too)."""
     port = servers.free_port()
     log_path = workdir / "noop-server.log"
+    rest = [] if http_port is None else ["--http-port", str(http_port)]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.noop_server", "--port", str(port)],
+            [sys.executable, "-m", "bench.noop_server", "--port", str(port), *rest],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -153,6 +157,8 @@ def start_noop(workdir: pathlib.Path, stack: contextlib.ExitStack) -> servers.Lo
     stack.callback(server.stop)
     try:
         servers.wait_for_port(servers.HOST, port, servers.START_TIMEOUT, process=process)
+        if http_port is not None:
+            servers.wait_for_port(servers.HOST, http_port, servers.START_TIMEOUT, process=process)
     except (servers.ServerError, TimeoutError) as exc:
         raise RuntimeError(f"no-op server did not start: {exc}\n{log_path.read_text()}") from exc
     return server

@@ -232,9 +232,7 @@ def _start(
                 cwd=workdir,
                 preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only calls prctl
             )
-        server = LocalServer(
-            name, process, make_url(port), port, log_path, stop_signal=stop_signal
-        )
+        server = LocalServer(name, process, make_url(port), port, log_path, stop_signal=stop_signal)
         try:
             wait_for_port(HOST, port, START_TIMEOUT, process=process)
         except ServerError as e:

@@ -70,8 +70,11 @@ def test_reprocess_failed_buffers(
     user = sdk.get_or_create_user(str(uuid.uuid4()))
     user.insert(chat("I live in Kyiv."))
     llm.faults(mode="http_500", count=-1)
-    with contextlib.suppress(ServerError):  # the failure itself is tested elsewhere
-        user.flush(sync=True)
+    # Failed as often as automatic retries allow (flush_max_attempts, 3), so that only an
+    # operator's reprocess takes it up again, not the server's reconcile pass.
+    for _ in range(3):
+        with contextlib.suppress(ServerError):  # the failure itself is tested elsewhere
+            user.flush(sync=True)
     assert len(user.buffer(BlobType.chat, status="failed")) == 1
     llm.reset()
     result = _cli(stack, llm, "reprocess-failed")

@@ -72,7 +72,11 @@ def test_sync_flush_builds_profile_event_and_gists(
     assert {(d["topic"], d["sub_topic"]) for d in event["profile_delta"]} == set(profile)
     stored_gists = gists(database, user.user_id)
     assert sorted(g["content"] for g in stored_gists) == sorted(tip.splitlines())
-    assert all(len(g["vector"]) == 256 for g in stored_gists)
+    # Vectors live apart from the gists' text, under the same key, so reads never load them.
+    assert all("vector" not in g for g in stored_gists)
+    vectors = {v["_id"]: v for v in database["gist_vectors"].find({"user_id": user.user_id})}
+    assert {g["_id"] for g in stored_gists} == set(vectors)
+    assert all(len(v["vector"]) == 256 for v in vectors.values())
 
     # Processed chats are gone (persistent_chat_blobs is off), and nothing waits.
     assert user.get_all(BlobType.chat) == []

@@ -40,9 +40,11 @@ from memobase_server.storage.mongo.blobs import MongoBlobRepo, MongoBufferRepo
 from memobase_server.storage.mongo.database import MongoDatabase
 from memobase_server.storage.mongo.events import MongoEventEditRepo, MongoEventRepo
 from memobase_server.storage.mongo.flushes import MongoFlushRepo
+from memobase_server.storage.mongo.migrations import upgrade as upgrade_layout
 from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.mongo.projects import MongoProjectRepo
 from memobase_server.storage.mongo.purge import MongoUserDataPurger
+from memobase_server.storage.mongo.query_audit import QueryAudit
 from memobase_server.storage.mongo.usage import MongoUsageRepo
 from memobase_server.storage.mongo.user_status import MongoUserStatusRepo
 from memobase_server.storage.mongo.users import MongoUserRepo
@@ -197,7 +199,9 @@ class Application:
         self.settings = settings
         root_token = _root_token(settings)
         self.metrics = Metrics()
-        self.mongo = MongoDatabase(settings.mongo_url, settings.mongo_database)
+        self.mongo = MongoDatabase(
+            settings.mongo_url, settings.mongo_database, listeners=[QueryAudit(self.metrics)]
+        )
         self.redis: aioredis.Redis = connect_redis(
             settings.redis_url, settings.redis_max_connections
         )
@@ -365,23 +369,25 @@ class Application:
                 log.warning("storage not ready (%s); retrying", exc)
                 await asyncio.sleep(min(0.25 * attempt, 2.0))
 
-    async def start_admin(self) -> None:
-        """For command-line operations: storage only, no servers or background work."""
+    async def _prepare_storage(self) -> None:
         await self._wait_for_storage()
         await self.mongo.ensure_indexes()
+        await upgrade_layout(self.mongo)
+
+    async def start_admin(self) -> None:
+        """For command-line operations: storage only, no servers or background work."""
+        await self._prepare_storage()
 
     async def start_worker(self) -> None:
         """A worker process: flush workers and the scheduler, no servers."""
         if self.worker is None:
             raise ConfigError("config field 'flush_workers': a worker process needs at least 1")
-        await self._wait_for_storage()
-        await self.mongo.ensure_indexes()
+        await self._prepare_storage()
         await self.start_background(worker=True)
 
     async def start(self) -> None:
         settings = self.settings
-        await self._wait_for_storage()
-        await self.mongo.ensure_indexes()
+        await self._prepare_storage()
         await self.projects.ensure_root()
         self._serving = True
         self.usage.start()

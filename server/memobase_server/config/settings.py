@@ -62,10 +62,13 @@ class Settings(BaseModel):
     llm_output_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
-    flush_workers: int = Field(default=2, ge=0, le=64)  # in-process flush concurrency; 0: none
-    flush_lease_seconds: float = Field(default=120.0, ge=1)
+    # Flushes in flight per process (they mostly wait on the model); 0: none (use workers).
+    flush_workers: int = Field(default=16, ge=0, le=256)
+    # A user's flush lease, renewed every third of it while the flush runs: a dead worker's
+    # lease (and its queued job) is taken over this long after it died.
+    flush_lease_seconds: float = Field(default=15.0, ge=1)
     flush_max_attempts: int = Field(default=3, ge=1)
-    reconcile_interval_seconds: float = Field(default=60.0, ge=1)
+    reconcile_interval_seconds: float = Field(default=10.0, ge=1)
     qdrant_url: str | None = None  # a Qdrant server; default: the embedded engine on disk
     vector_store_path: str = ".data/vectors"
     access_token: SecretStr | None = None  # env ACCESS_TOKEN: the root project's token

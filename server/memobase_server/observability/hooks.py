@@ -37,6 +37,11 @@ class FlushJobObserver(Protocol):
         manual, reconcile)."""
 
 
+class QueryObserver(Protocol):
+    def unkeyed_query(self, collection: str, command: str) -> None:
+        """A query selected by none of `_id`, `user_id` or `due` outside an allowed scan."""
+
+
 class _NoObserver:
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
         pass
@@ -48,6 +53,9 @@ class _NoObserver:
         pass
 
     def flush_job_done(self, reason: str, outcome: FlushJobOutcome) -> None:
+        pass
+
+    def unkeyed_query(self, collection: str, command: str) -> None:
         pass
 
 

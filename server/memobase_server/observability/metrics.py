@@ -12,6 +12,9 @@ Series:
   are deleted) and the age of its oldest entry (0 when empty);
 - `memobase_flush_duration_seconds{outcome}` histogram: one flush (one batch, one flush id);
 - `memobase_flush_jobs_total{reason,outcome}`: queued jobs the workers finished;
+- `memobase_unkeyed_queries_total{collection,command}`: MongoDB queries that selected by none
+  of `_id`, `user_id` or `due` outside an allowed scan (`storage/mongo/query_audit.py`): each
+  one reads a whole collection on FerretDB, so anything but 0 is a bug;
 - `memobase_llm_calls_total{step,outcome}`, `memobase_llm_tokens_total{step,kind}`,
   `memobase_llm_call_duration_seconds{step}` and `memobase_llm_invalid_answers_total{step}`:
   chat model calls (one call may take several completions when answers do not validate);
@@ -223,6 +226,13 @@ class Metrics:
             ["step"],
             registry=r,
         )
+        self.unkeyed_queries = Counter(
+            "memobase_unkeyed_queries",
+            "MongoDB queries that selected by none of _id, user_id or due outside an allowed "
+            "scan (each reads a whole collection on FerretDB).",
+            ["collection", "command"],
+            registry=r,
+        )
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
 
     # --- observer protocols (hooks.py) ------------------------------------------------------
@@ -239,6 +249,9 @@ class Metrics:
 
     def flush_job_done(self, reason: str, outcome: FlushJobOutcome) -> None:
         self.flush_jobs.labels(reason or "unknown", outcome).inc()
+
+    def unkeyed_query(self, collection: str, command: str) -> None:
+        self.unkeyed_queries.labels(collection, command).inc()
 
     def llm_call_done(
         self,

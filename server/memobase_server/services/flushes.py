@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from memobase_server.config.settings import Settings
 from memobase_server.domain.errors import FailedPrecondition, InvalidArgument, MemobaseError
@@ -156,19 +156,28 @@ class FlushService:
             raise FailedPrecondition(LLM_NOT_CONFIGURED)
         pipeline = self._pipeline
         settings = self._settings
-        async with self._locks.hold(project_id, user_id, wait_s=settings.flush_lease_seconds):
+        # Another flush of the user may hold the lease for a while (a slow model): wait for
+        # it as long as a request may take, not just one lease period.
+        wait_s = max(settings.flush_lease_seconds, settings.request_deadline_seconds)
+        async with self._locks.hold(project_id, user_id, wait_s=wait_s) as lease:
             await self.recover(project_id, user_id)
             await self._buffer_state.flushed(project_id, user_id, blob_type.value)
             results: list[FlushResult] = []
+            empty_claims = 0
             while True:
-                keys = await self._buffer.waiting(
+                if not await lease.held():
+                    # Lost to a wiped Redis or a long pause: whoever holds it now carries on
+                    # (claim fences keep the two apart meanwhile).
+                    log.warning("flush of %s/%s stops: its lease was lost", project_id, user_id)
+                    return results
+                entries = await self._buffer.waiting(
                     project_id,
                     user_id,
                     blob_type,
                     max_tokens=settings.max_chat_blob_buffer_process_token_size,
                     max_attempts=settings.flush_max_attempts if not retry_failed else 2**31,
                 )
-                if not keys:
+                if not entries:
                     return results
                 # The record comes first: entries are never processing under a flush id that
                 # no record names, so recovery can always release them.
@@ -178,16 +187,27 @@ class FlushService:
                     flush_id=str(uuid.uuid4()),
                     blob_type=blob_type,
                     state=FlushState.CLAIMED,
-                    blob_ids=tuple(key.rsplit(":", 1)[-1] for key in keys),
+                    blob_ids=tuple(e.blob_id for e in entries),
                     created_at=utcnow(),
                 )
                 await self._flushes.insert(record)
-                batch = await self._buffer.claim(keys, record.flush_id)
-                if not batch:  # taken meanwhile by a flush whose lease had expired
+                batch = await self._buffer.claim(project_id, user_id, entries, record.flush_id)
+                if not batch:
+                    # Taken meanwhile by a flush that lost its lease, or held back by the
+                    # claims of a flush that died before applying them: settle what is left
+                    # behind (that frees such entries), once; never spin on it.
                     await self._flushes.transition(
                         record, FlushState.ABANDONED, expected=(FlushState.CLAIMED,)
                     )
+                    await self._buffer.release(project_id, user_id, record.flush_id)
+                    empty_claims += 1
+                    if empty_claims > 1:
+                        log.warning("flush of %s/%s: nothing left to claim", project_id, user_id)
+                        return results
+                    await self.recover(project_id, user_id)
                     continue
+                if len(batch) < len(entries):
+                    record = await self._flushes.narrow(record, tuple(b.blob_id for b in batch))
                 result = await self._run(pipeline, record, batch)
                 if result is not None:
                     results.append(result)
@@ -199,19 +219,36 @@ class FlushService:
         for flush_id in await self._buffer.processing_flush_ids(project_id, user_id) - named:
             # Processing under a flush that is not unfinished: its record is settled (or was
             # never written, by a version that claimed before recording); nothing will finish it.
-            record = await self._flushes.get(project_id, user_id, flush_id)
-            if record is None or record.state in (FlushState.ABANDONED, FlushState.FAILED):
+            stranded = await self._flushes.get(project_id, user_id, flush_id)
+            if stranded is None or stranded.state in (FlushState.ABANDONED, FlushState.FAILED):
                 log.info("releasing chats stranded by flush %s", flush_id)
-                await self._buffer.release(flush_id)
-        for record in unfinished:
+                await self._buffer.release(project_id, user_id, flush_id)
+        record: FlushRecord | None
+        for found in unfinished:
+            record = found
+            if found.state is FlushState.CLAIMED:
+                if await self._flushes.transition(
+                    found, FlushState.ABANDONED, expected=(FlushState.CLAIMED,)
+                ):
+                    record = replace(found, state=FlushState.ABANDONED)
+                else:  # decided already: roll forward to what its fence says
+                    record = await self._flushes.follow_fence(found)
+            if record is None:
+                continue
             if record.state is FlushState.COMPUTED and record.plan is not None:
                 log.info("resuming the commit of flush %s", record.flush_id)
                 await self._commit(record, record.plan)
-            elif await self._flushes.transition(
-                record, FlushState.ABANDONED, expected=(FlushState.CLAIMED,)
-            ) or await self._flushes.settle_orphan(record):
+            elif record.state is FlushState.ABANDONED:
                 log.info("abandoned flush %s; its chats go back to the buffer", record.flush_id)
-                await self._buffer.release(record.flush_id)
+                await self._buffer.release(project_id, user_id, record.flush_id)
+            elif record.state is FlushState.FAILED:
+                await self._buffer.settle(
+                    project_id,
+                    user_id,
+                    record.flush_id,
+                    BufferStatus.FAILED,
+                    error=record.error,
+                )
 
     async def _run(
         self, pipeline: MemoryPipeline, record: FlushRecord, batch: list[Blob]
@@ -265,7 +302,13 @@ class FlushService:
         if await self._flushes.transition(
             record, FlushState.FAILED, expected=(FlushState.CLAIMED,), error=reason
         ):
-            await self._buffer.settle(record.flush_id, BufferStatus.FAILED, error=reason)
+            await self._buffer.settle(
+                record.project_id,
+                record.user_id,
+                record.flush_id,
+                BufferStatus.FAILED,
+                error=reason,
+            )
 
     async def _commit(self, record: FlushRecord, plan: FlushPlan) -> FlushResult:
         now = utcnow()
@@ -314,7 +357,9 @@ class FlushService:
         changes = await self._apply_profile(record, plan)
         crash_point("after_profile")
         keep = self._settings.persistent_chat_blobs or record.blob_type is not BlobType.CHAT
-        await self._buffer.settle(plan.flush_id, BufferStatus.DONE, delete=not keep)
+        await self._buffer.settle(
+            record.project_id, record.user_id, plan.flush_id, BufferStatus.DONE, delete=not keep
+        )
         await self._flushes.transition(
             record, FlushState.COMMITTED, expected=(FlushState.COMPUTED,)
         )

@@ -1,9 +1,10 @@
 """Feeds the vector index from MongoDB. Whoever makes a gist stores it (with its embedding, when
 it could be made) in MongoDB and queues its key in Redis; this one indexer, in the process that
 owns the index, reads the queued gists by key, embeds what lacks a vector of the current model
-and upserts into the index. A slow pass over MongoDB's unindexed gists (at start-up, then every
-few minutes) catches whatever the queue lost. So the index can be rebuilt from MongoDB at any
-time without a single LLM call, and no scan runs on the hot path."""
+and upserts into the index. A pass over the gists still marked due for the index (at start-up,
+then every minute; it reads only those, in batches with a pause between them so requests keep
+their share of the database) catches whatever the queue lost. So the index can be rebuilt from
+MongoDB at any time without a single LLM call, and no scan runs on the hot path."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 256
 WAIT_SECONDS = 2.0
-SWEEP_SECONDS = 600.0
+SWEEP_SECONDS = 60.0
+SWEEP_PAUSE_SECONDS = 0.05
 
 
 class GistIndexer:
@@ -44,8 +46,7 @@ class GistIndexer:
         while True:
             try:
                 if loop.time() - last_sweep >= SWEEP_SECONDS:
-                    while await self.index_pending():
-                        pass
+                    await self._sweep()
                     last_sweep = loop.time()
                 keys = await self._queue.pop(BATCH, WAIT_SECONDS)
                 gists = [g for g in [await self._repo.get_gist(k) for k in keys] if g]
@@ -55,6 +56,12 @@ class GistIndexer:
             except Exception as exc:
                 log.warning("gist indexer: %r; retrying", exc)
                 await asyncio.sleep(1.0)
+
+    async def _sweep(self) -> None:
+        while True:
+            if not await self.index_pending():
+                return
+            await asyncio.sleep(SWEEP_PAUSE_SECONDS)
 
     async def index_pending(self) -> int:
         """Indexes one batch of unindexed gists found in MongoDB; returns how many."""

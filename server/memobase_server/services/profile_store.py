@@ -1,8 +1,10 @@
 """Profiles as every caller sees them: MongoDB behind a versioned Redis read cache. All profile
-writes (the pipeline's and the API's) go through here, so the cache can never go stale."""
+writes (the pipeline's and the API's) go through here, so the cache can never go stale; each
+write fills the cache again through the read path, so the next read is a hit."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -11,6 +13,8 @@ from memobase_server.domain.errors import FailedPrecondition
 from memobase_server.domain.profiles import ProfileSlot, UserProfile
 from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.redis.read_cache import RedisReadCache
+
+log = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS = 8
 
@@ -72,6 +76,10 @@ class ProfileStore:
                 return None
             if await self._repo.save(updated, profile.version):
                 await self._cache.bump(project_id, user_id)
+                try:
+                    await self.slots(project_id, user_id)
+                except Exception as exc:  # saved; the next reader loads it instead
+                    log.warning("profile cache not refilled: %r", exc)
                 return updated
         raise FailedPrecondition("The profile kept changing during this write; retry later")
 

@@ -1,14 +1,19 @@
 """A user's events and gists as readers see them: MongoDB behind versioned Redis read caches.
-Every event or gist write goes through `changed`, which invalidates both."""
+Every event or gist write goes through `changed`, which invalidates both and fills them again
+(the read path, so the version protocol keeps it safe): the first read after a flush or an
+edit is a cache hit, and the writer, not the next reader, pays for the load."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from memobase_server.domain.events import DeltaEntry, Event, EventGist
 from memobase_server.storage.mongo.events import MongoEventRepo
 from memobase_server.storage.redis.read_cache import RedisReadCache
+
+log = logging.getLogger(__name__)
 
 
 def _encode_event(event: Event) -> dict[str, Any]:
@@ -84,8 +89,16 @@ class Timeline:
         return gists
 
     async def changed(self, project_id: str, user_id: str) -> None:
+        await self._invalidate(project_id, user_id)
+        try:
+            await self.events(project_id, user_id)
+            await self.gists(project_id, user_id)
+        except Exception as exc:  # the write is done; the next reader loads instead
+            log.warning("timeline cache not refilled: %r", exc)
+
+    async def _invalidate(self, project_id: str, user_id: str) -> None:
         await self._events_cache.bump(project_id, user_id)
         await self._gists_cache.bump(project_id, user_id)
 
     async def purge(self, project_id: str, user_id: str) -> None:
-        await self.changed(project_id, user_id)
+        await self._invalidate(project_id, user_id)

@@ -39,28 +39,35 @@ class FlushWorker:
         self._concurrency = concurrency
         self._reclaim_after_ms = int(reclaim_after_s * 1000)
         self._consumer = consumer_name()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], str] = {}
         self._stopping = asyncio.Event()
         self._observer = observer
 
     async def run(self) -> None:
-        """Until `stop`: read jobs while a slot is free; every few seconds reclaim jobs that
-        a dead consumer left unacknowledged."""
+        """Until `stop`: read jobs while a slot is free; every quarter of the reclaim time,
+        mark the jobs in hand as alive and take over jobs that a dead consumer left
+        unacknowledged for longer than that time."""
         await self._queue.ensure_group()
         last_reclaim = 0.0
         loop = asyncio.get_running_loop()
+        tick_s = self._reclaim_after_ms / 4000
         while not self._stopping.is_set():
             try:
-                if loop.time() - last_reclaim > self._reclaim_after_ms / 4000:
+                if loop.time() - last_reclaim > tick_s:
                     last_reclaim = loop.time()
-                    await self._dispatch(
-                        await self._queue.reclaim(
-                            self._consumer, min_idle_ms=self._reclaim_after_ms, count=10
+                    await self._queue.touch(self._consumer, list(self._running.values()))
+                    free = self._concurrency - len(self._running)
+                    if free > 0:
+                        await self._dispatch(
+                            await self._queue.reclaim(
+                                self._consumer, min_idle_ms=self._reclaim_after_ms, count=free
+                            )
                         )
-                    )
                 free = self._concurrency - len(self._running)
                 if free <= 0:
-                    await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        self._running, timeout=tick_s, return_when=asyncio.FIRST_COMPLETED
+                    )
                     continue
                 await self._dispatch(
                     await self._queue.read(self._consumer, count=free, block_ms=READ_BLOCK_MS)
@@ -74,8 +81,11 @@ class FlushWorker:
     async def _dispatch(self, messages: list[tuple[str, FlushJob | None]]) -> None:
         for msg_id, job in messages:
             task = asyncio.create_task(self._handle(msg_id, job))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running[task] = msg_id
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
 
     async def _handle(self, msg_id: str, job: FlushJob | None) -> None:
         async with self._slots:
@@ -112,7 +122,7 @@ class FlushWorker:
         unacknowledged and are reclaimed; their flush records are settled on the next run)."""
         self._stopping.set()
         if self._running:
-            _, pending = await asyncio.wait(self._running, timeout=grace_s)
+            _, pending = await asyncio.wait(list(self._running), timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

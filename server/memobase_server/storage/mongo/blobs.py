@@ -7,11 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from memobase_server.domain.errors import AlreadyExists
 from memobase_server.domain.models import Blob, BlobType, BufferEntry, BufferStatus, utcnow
-from memobase_server.storage.mongo.database import BLOBS, Document, MongoDatabase
+from memobase_server.storage.mongo.database import (
+    BLOBS,
+    BUFFER_CLAIMS,
+    DUE,
+    DUE_BUFFER,
+    DUPLICATE_KEY,
+    Document,
+    MongoDatabase,
+)
 
 # Blobs stored under a client's idempotency key, and what is left of them once processed.
 _KEYED = "idempotency_key_used"
@@ -41,7 +49,10 @@ def _to_doc(blob: Blob) -> Document:
             "status": blob.buffer.status.value,
             "token_size": blob.buffer.token_size,
             "updated_at": blob.buffer.updated_at,
+            "claims": 0,
         }
+        if blob.buffer.status is not BufferStatus.DONE:
+            doc[DUE] = DUE_BUFFER
     return doc
 
 
@@ -117,24 +128,47 @@ class MongoBlobRepo:
     async def buffer_entry_ids(
         self, project_id: str, user_id: str, blob_type: BlobType, status: BufferStatus
     ) -> list[str]:
-        cursor = self._blobs.find(
-            {
-                "project_id": project_id,
-                "user_id": user_id,
-                "blob_type": blob_type.value,
-                "buffer.status": status.value,
-                _TOMBSTONE: {"$ne": True},
-            },
-            projection={"buffer.entry_id": 1},
-        ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
+        selector: Document = {
+            "project_id": project_id,
+            "user_id": user_id,
+            "blob_type": blob_type.value,
+            "buffer.status": status.value,
+            _TOMBSTONE: {"$ne": True},
+        }
+        if status is not BufferStatus.DONE:
+            selector[DUE] = DUE_BUFFER
+        cursor = self._blobs.find(selector, projection={"buffer.entry_id": 1}).sort(
+            [("created_at", ASCENDING), ("_id", ASCENDING)]
+        )
         return [doc["buffer"]["entry_id"] async for doc in cursor]
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingEntry:
+    key: str
+    blob_id: str
+    claims: int
+    """How many times the entry was claimed so far: the next claim's fence is `claims + 1`."""
+
+
 class MongoBufferRepo:
-    """The buffer side of blob documents: claiming entries for a flush and settling them."""
+    """The buffer side of blob documents: claiming entries for a flush and settling them.
+    Entries not yet done carry `due`, so every query here reads only the entries still in
+    play (of one user, or, for the reconciler, of everyone), however many chats are kept.
+
+    A claim is decided per entry by inserting its fence `<entry key>:c<n>` (n counts the
+    entry's claims and never goes back): a unique insert has one winner, also on FerretDB,
+    whose conditional updates are not atomic under concurrency. So two flushes of one user
+    that run at once (a worker that lost its lease to a Redis wipe carries on) never hold the
+    same entry."""
 
     def __init__(self, db: MongoDatabase) -> None:
         self._blobs = db.collection(BLOBS)
+        self._claims = db.collection(BUFFER_CLAIMS)
+
+    @staticmethod
+    def _of_user(project_id: str, user_id: str, **more: object) -> Document:
+        return {"project_id": project_id, "user_id": user_id, DUE: DUE_BUFFER, **more}
 
     async def waiting(
         self,
@@ -144,13 +178,12 @@ class MongoBufferRepo:
         *,
         max_tokens: int,
         max_attempts: int,
-    ) -> list[str]:
-        """Keys of the oldest waiting entries (idle, or failed fewer than `max_attempts`
-        times), up to `max_tokens` (at least one)."""
+    ) -> list[WaitingEntry]:
+        """The oldest waiting entries (idle, or failed fewer than `max_attempts` times), up
+        to `max_tokens` (at least one)."""
         waiting = self._blobs.find(
             {
-                "project_id": project_id,
-                "user_id": user_id,
+                **self._of_user(project_id, user_id),
                 "blob_type": blob_type.value,
                 "$or": [
                     {"buffer.status": BufferStatus.IDLE.value},
@@ -160,60 +193,122 @@ class MongoBufferRepo:
                     },
                 ],
             },
-            projection={"_id": 1, "buffer.token_size": 1},
+            projection={"_id": 1, "blob_id": 1, "buffer.token_size": 1, "buffer.claims": 1},
         ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
-        chosen: list[str] = []
+        chosen: list[WaitingEntry] = []
         total = 0
         async for doc in waiting:
             size = int(doc["buffer"].get("token_size", 0))
             if chosen and total + size > max_tokens:
                 break
-            chosen.append(doc["_id"])
+            chosen.append(
+                WaitingEntry(doc["_id"], doc["blob_id"], int(doc["buffer"].get("claims", 0)))
+            )
             total += size
         return chosen
 
-    async def claim(self, keys: list[str], flush_id: str) -> list[Blob]:
-        """Marks the entries processing by `flush_id` (those still waiting) and returns the
-        ones it holds. Call after the flush's record is written, so a crash in between
-        leaves entries that the record names and recovery releases."""
-        await self._blobs.update_many(
+    async def _win_claims(
+        self, project_id: str, user_id: str, entries: list[WaitingEntry], flush_id: str
+    ) -> list[str]:
+        """Inserts the entries' claim fences; returns the keys whose fence this flush won."""
+        fences = [
             {
-                "_id": {"$in": keys},
-                "buffer.status": {"$in": [BufferStatus.IDLE.value, BufferStatus.FAILED.value]},
-            },
-            {
-                "$set": {
-                    "buffer.status": BufferStatus.PROCESSING.value,
-                    "buffer.flush_id": flush_id,
-                    "buffer.updated_at": utcnow(),
-                },
-                "$inc": {"buffer.attempts": 1},
-            },
+                "_id": f"{e.key}:c{e.claims + 1}",
+                "project_id": project_id,
+                "user_id": user_id,
+                "flush_id": flush_id,
+            }
+            for e in entries
+        ]
+        lost: set[int] = set()
+        try:
+            await self._claims.insert_many(fences, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            lost = {int(e["index"]) for e in errors}
+        return [e.key for i, e in enumerate(entries) if i not in lost]
+
+    async def _drop_claims(self, project_id: str, user_id: str, flush_id: str) -> None:
+        """The fences of a flush whose entries have moved on (their claim counters too)."""
+        await self._claims.delete_many(
+            {"project_id": project_id, "user_id": user_id, "flush_id": flush_id}
         )
-        return await self.of_flush(flush_id)
+
+    async def claim(
+        self, project_id: str, user_id: str, entries: list[WaitingEntry], flush_id: str
+    ) -> list[Blob]:
+        """Marks the entries processing by `flush_id` (those whose claim fence it wins) and
+        returns the ones it holds. Call after the flush's record is written, so a crash in
+        between leaves entries that the record names and recovery releases."""
+        if not entries:
+            return []
+        won = set(await self._win_claims(project_id, user_id, entries, flush_id))
+        # A fence applies only while the entry's counter is still the one it was read with:
+        # a fence dropped after its flush moved on and then won again by a late claimer
+        # changes nothing, since the counter has moved past it.
+        by_count: dict[int, list[str]] = {}
+        for entry in entries:
+            if entry.key in won:
+                by_count.setdefault(entry.claims, []).append(entry.key)
+        for claims, keys in by_count.items():
+            await self._blobs.update_many(
+                self._of_user(
+                    project_id,
+                    user_id,
+                    _id={"$in": keys},
+                    **{
+                        "buffer.status": {
+                            "$in": [BufferStatus.IDLE.value, BufferStatus.FAILED.value]
+                        },
+                        "buffer.claims": {"$in": [0, None]} if claims == 0 else claims,
+                    },
+                ),
+                {
+                    "$set": {
+                        "buffer.status": BufferStatus.PROCESSING.value,
+                        "buffer.flush_id": flush_id,
+                        "buffer.updated_at": utcnow(),
+                    },
+                    "$inc": {"buffer.attempts": 1, "buffer.claims": 1},
+                },
+            )
+        return await self._of_flush(project_id, user_id, flush_id) if won else []
 
     async def processing_flush_ids(self, project_id: str, user_id: str) -> set[str]:
         cursor = self._blobs.find(
-            {
-                "project_id": project_id,
-                "user_id": user_id,
-                "buffer.status": BufferStatus.PROCESSING.value,
-            },
+            self._of_user(project_id, user_id, **{"buffer.status": BufferStatus.PROCESSING.value}),
             projection={"buffer.flush_id": 1},
         )
         return {doc["buffer"]["flush_id"] async for doc in cursor if doc["buffer"].get("flush_id")}
 
-    async def of_flush(self, flush_id: str) -> list[Blob]:
-        cursor = self._blobs.find({"buffer.flush_id": flush_id}).sort(
-            [("created_at", ASCENDING), ("_id", ASCENDING)]
-        )
+    async def _of_flush(self, project_id: str, user_id: str, flush_id: str) -> list[Blob]:
+        cursor = self._blobs.find(
+            self._of_user(project_id, user_id, **{"buffer.flush_id": flush_id})
+        ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         return [_to_blob(doc) async for doc in cursor]
 
+    def _processing(self, project_id: str, user_id: str, flush_id: str) -> Document:
+        return self._of_user(
+            project_id,
+            user_id,
+            **{"buffer.flush_id": flush_id, "buffer.status": BufferStatus.PROCESSING.value},
+        )
+
     async def settle(
-        self, flush_id: str, status: BufferStatus, *, error: str | None = None, delete: bool = False
+        self,
+        project_id: str,
+        user_id: str,
+        flush_id: str,
+        status: BufferStatus,
+        *,
+        error: str | None = None,
+        delete: bool = False,
     ) -> None:
-        """Ends a flush's entries in `status` (done or failed); done chats may be deleted."""
-        selector = {"buffer.flush_id": flush_id, "buffer.status": BufferStatus.PROCESSING.value}
+        """Ends a flush's entries in `status` (done or failed); done chats may be deleted.
+        Failed entries stay due: a later flush retries them."""
+        selector = self._processing(project_id, user_id, flush_id)
         if delete:
             await self._blobs.update_many(
                 {**selector, _KEYED: True},
@@ -224,26 +319,47 @@ class MongoBufferRepo:
                         "fields": None,
                         "buffer.status": BufferStatus.DONE.value,
                         "buffer.updated_at": utcnow(),
-                    }
+                    },
+                    "$unset": {DUE: ""},
                 },
             )
             await self._blobs.delete_many(selector)
+            await self._drop_claims(project_id, user_id, flush_id)
             return
-        await self._blobs.update_many(
-            selector,
-            {
-                "$set": {
-                    "buffer.status": status.value,
-                    "buffer.error": error,
-                    "buffer.updated_at": utcnow(),
-                }
-            },
-        )
+        update: Document = {
+            "$set": {
+                "buffer.status": status.value,
+                "buffer.error": error,
+                "buffer.updated_at": utcnow(),
+            }
+        }
+        if status is BufferStatus.DONE:
+            update["$unset"] = {DUE: ""}
+        await self._blobs.update_many(selector, update)
+        await self._drop_claims(project_id, user_id, flush_id)
 
-    async def release(self, flush_id: str) -> None:
+    async def _skip_unapplied_claims(self, project_id: str, user_id: str, flush_id: str) -> None:
+        """Fences the flush won but never applied (it died, or was cancelled, in between)
+        would keep their entries from ever being claimed again: move those entries' counters
+        past them. Conditional on the counter the fence was won at, so a claim that does land
+        after all (a slow, not dead, flush) wins the race or changes nothing."""
+        fences = await self._claims.find(
+            {"project_id": project_id, "user_id": user_id, "flush_id": flush_id}
+        ).to_list()
+        for fence in fences:
+            key, _, number = fence["_id"].rpartition(":c")
+            claims = int(number)
+            before = {"$in": [0, None]} if claims == 1 else claims - 1
+            await self._blobs.update_one(
+                self._of_user(project_id, user_id, _id=key, **{"buffer.claims": before}),
+                {"$set": {"buffer.claims": claims}},
+            )
+
+    async def release(self, project_id: str, user_id: str, flush_id: str) -> None:
         """Puts the entries of an abandoned flush back to idle."""
+        await self._skip_unapplied_claims(project_id, user_id, flush_id)
         await self._blobs.update_many(
-            {"buffer.flush_id": flush_id, "buffer.status": BufferStatus.PROCESSING.value},
+            self._processing(project_id, user_id, flush_id),
             {
                 "$set": {
                     "buffer.status": BufferStatus.IDLE.value,
@@ -253,11 +369,13 @@ class MongoBufferRepo:
                 "$inc": {"buffer.attempts": -1},
             },
         )
+        await self._drop_claims(project_id, user_id, flush_id)
 
     async def pending(self, max_attempts: int) -> dict[tuple[str, str, str], BufferSummary]:
         """Every (project, user, type) with entries still to apply."""
         cursor = self._blobs.find(
             {
+                DUE: DUE_BUFFER,
                 "$or": [
                     {
                         "buffer.status": {
@@ -268,7 +386,7 @@ class MongoBufferRepo:
                         "buffer.status": BufferStatus.FAILED.value,
                         "buffer.attempts": {"$lt": max_attempts},
                     },
-                ]
+                ],
             },
             projection={
                 "project_id": 1,

@@ -1,25 +1,38 @@
 """EventRepo and GistRepo on MongoDB. Ids derive from the flush that made them, so writing an
-event or a gist twice is a no-op."""
+event or a gist twice is a no-op. A gist's embedding lives apart from its text, in
+`gist_vectors` under the same `_id`: reads of a timeline never carry vectors, and only the
+indexer loads them, by key."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from memobase_server.domain.events import DeltaEntry, Event, EventGist
-from memobase_server.storage.mongo.database import EVENT_GISTS, EVENTS, Document, MongoDatabase
-
-DUPLICATE_KEY = 11000
+from memobase_server.storage.mongo.database import (
+    DUE,
+    DUE_INDEX,
+    DUPLICATE_KEY,
+    EVENT_GISTS,
+    EVENTS,
+    GIST_VECTORS,
+    Document,
+    MongoDatabase,
+)
+from memobase_server.storage.mongo.query_audit import allow_scan
 
 
 def event_key(project_id: str, user_id: str, event_id: str) -> str:
     return f"{project_id}:{user_id}:{event_id}"
 
 
-def _event_doc(event: Event) -> Document:
+def event_document(event: Event) -> Document:
     return {
         "_id": event_key(event.project_id, event.user_id, event.event_id),
         "project_id": event.project_id,
@@ -54,23 +67,35 @@ def to_event(doc: Document) -> Event:
     )
 
 
-def _gist_doc(gist: EventGist) -> Document:
+def gist_key(gist: EventGist) -> str:
+    return event_key(gist.project_id, gist.user_id, gist.gist_id)
+
+
+def gist_document(gist: EventGist) -> Document:
     return {
-        "_id": event_key(gist.project_id, gist.user_id, gist.gist_id),
+        "_id": gist_key(gist),
         "project_id": gist.project_id,
         "user_id": gist.user_id,
         "gist_id": gist.gist_id,
         "event_id": gist.event_id,
         "content": gist.content,
-        "vector": list(gist.vector) if gist.vector is not None else None,
-        "embedding_model": gist.embedding_model,
-        "indexed": False,
         "created_at": gist.created_at,
+        DUE: DUE_INDEX,
+    }
+
+
+def vector_document(gist: EventGist) -> Document:
+    return {
+        "_id": gist_key(gist),
+        "project_id": gist.project_id,
+        "user_id": gist.user_id,
+        "event_id": gist.event_id,
+        "vector": list(gist.vector or ()),
+        "embedding_model": gist.embedding_model,
     }
 
 
 def to_gist(doc: Document) -> EventGist:
-    vector = doc.get("vector")
     return EventGist(
         project_id=doc["project_id"],
         user_id=doc["user_id"],
@@ -78,31 +103,40 @@ def to_gist(doc: Document) -> EventGist:
         event_id=doc["event_id"],
         content=doc["content"],
         created_at=doc["created_at"],
-        vector=tuple(vector) if vector is not None else None,
-        embedding_model=doc.get("embedding_model"),
     )
+
+
+async def _insert_ignoring_duplicates(
+    collection: AsyncCollection[Document], docs: list[Document]
+) -> None:
+    if not docs:
+        return
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        others = [e for e in exc.details.get("writeErrors", []) if e["code"] != DUPLICATE_KEY]
+        if others:
+            raise
 
 
 class MongoEventRepo:
     def __init__(self, db: MongoDatabase) -> None:
         self._events = db.collection(EVENTS)
         self._gists = db.collection(EVENT_GISTS)
+        self._vectors = db.collection(GIST_VECTORS)
 
     async def insert_event(self, event: Event) -> None:
         """Idempotent: an event already stored under this id is left as it is."""
         with contextlib.suppress(DuplicateKeyError):
-            await self._events.insert_one(_event_doc(event))
+            await self._events.insert_one(event_document(event))
 
     async def insert_gists(self, gists: Sequence[EventGist]) -> None:
-        """Idempotent per gist id."""
-        if not gists:
-            return
-        try:
-            await self._gists.insert_many([_gist_doc(g) for g in gists], ordered=False)
-        except BulkWriteError as exc:
-            others = [e for e in exc.details.get("writeErrors", []) if e["code"] != DUPLICATE_KEY]
-            if others:
-                raise
+        """Idempotent per gist id. Vectors first: a gist is never due for the index before
+        the vector it came with is stored."""
+        await _insert_ignoring_duplicates(
+            self._vectors, [vector_document(g) for g in gists if g.vector is not None]
+        )
+        await _insert_ignoring_duplicates(self._gists, [gist_document(g) for g in gists])
 
     async def list_events(self, project_id: str, user_id: str) -> list[Event]:
         cursor = self._events.find({"project_id": project_id, "user_id": user_id}).sort(
@@ -118,11 +152,13 @@ class MongoEventRepo:
 
 
 class MongoEventEditRepo:
-    """Reads and edits of single events and their gists (the API side of the timeline)."""
+    """Reads and edits of single events and their gists (the API side of the timeline), and
+    the indexer's reads of gists with their vectors."""
 
     def __init__(self, db: MongoDatabase) -> None:
         self._events = db.collection(EVENTS)
         self._gists = db.collection(EVENT_GISTS)
+        self._vectors = db.collection(GIST_VECTORS)
 
     async def get(self, project_id: str, user_id: str, event_id: str) -> Event | None:
         doc = await self._events.find_one({"_id": event_key(project_id, user_id, event_id)})
@@ -130,7 +166,8 @@ class MongoEventEditRepo:
 
     async def replace(self, event: Event) -> bool:
         result = await self._events.replace_one(
-            {"_id": event_key(event.project_id, event.user_id, event.event_id)}, _event_doc(event)
+            {"_id": event_key(event.project_id, event.user_id, event.event_id)},
+            event_document(event),
         )
         return result.matched_count == 1
 
@@ -140,38 +177,57 @@ class MongoEventEditRepo:
         return result.deleted_count == 1
 
     async def delete_gists(self, project_id: str, user_id: str, event_id: str) -> None:
-        await self._gists.delete_many(
-            {"project_id": project_id, "user_id": user_id, "event_id": event_id}
-        )
+        selector = {"project_id": project_id, "user_id": user_id, "event_id": event_id}
+        await self._gists.delete_many(selector)
+        await self._vectors.delete_many(selector)
 
     async def add_gists(self, gists: Sequence[EventGist]) -> None:
         if gists:
-            await self._gists.insert_many([_gist_doc(g) for g in gists], ordered=False)
+            await self._gists.insert_many([gist_document(g) for g in gists], ordered=False)
+
+    async def _with_vector(self, gist: EventGist) -> EventGist:
+        doc = await self._vectors.find_one({"_id": gist_key(gist)})
+        if doc is None:
+            return gist
+        return replace(
+            gist, vector=tuple(doc["vector"]), embedding_model=doc.get("embedding_model")
+        )
 
     async def get_gist(self, key: str) -> EventGist | None:
+        """The gist with its vector, if one is stored."""
         doc = await self._gists.find_one({"_id": key})
-        return to_gist(doc) if doc else None
+        return await self._with_vector(to_gist(doc)) if doc else None
 
     async def unindexed(self, limit: int) -> list[EventGist]:
-        cursor = self._gists.find({"indexed": False}).limit(limit)
-        return [to_gist(doc) async for doc in cursor]
+        """Up to `limit` gists not yet in the vector index, with their vectors."""
+        cursor = self._gists.find({DUE: DUE_INDEX}).limit(limit)
+        gists = [to_gist(doc) async for doc in cursor]
+        return list(await asyncio.gather(*(self._with_vector(g) for g in gists)))
 
     async def set_vectors(self, gists: Sequence[EventGist]) -> None:
         for gist in gists:
-            await self._gists.update_one(
-                {"_id": event_key(gist.project_id, gist.user_id, gist.gist_id)},
-                {
-                    "$set": {
-                        "vector": list(gist.vector) if gist.vector is not None else None,
-                        "embedding_model": gist.embedding_model,
-                    }
-                },
+            await self._vectors.replace_one(
+                {"_id": gist_key(gist)}, vector_document(gist), upsert=True
             )
 
     async def mark_indexed(self, gists: Sequence[EventGist]) -> None:
-        keys = [event_key(g.project_id, g.user_id, g.gist_id) for g in gists]
-        if keys:
-            await self._gists.update_many({"_id": {"$in": keys}}, {"$set": {"indexed": True}})
+        """One update per user: selecting by `due` alone would read every gist still due
+        (a whole backlog, after a rebuild) to find these."""
+        by_user: dict[tuple[str, str], list[str]] = {}
+        for gist in gists:
+            by_user.setdefault((gist.project_id, gist.user_id), []).append(gist_key(gist))
+        for (project_id, user_id), keys in by_user.items():
+            await self._gists.update_many(
+                {
+                    "project_id": project_id,
+                    "user_id": user_id,
+                    DUE: DUE_INDEX,
+                    "_id": {"$in": keys},
+                },
+                {"$unset": {DUE: ""}},
+            )
 
     async def mark_all_unindexed(self) -> None:
-        await self._gists.update_many({}, {"$set": {"indexed": False}})
+        """For a rebuild of the vector index: every gist is due again (a full pass)."""
+        with allow_scan("vector index rebuild"):
+            await self._gists.update_many({}, {"$set": {DUE: DUE_INDEX}})

@@ -1,11 +1,14 @@
-"""FlushRepo on MongoDB. Every transition of a flush record is a conditional update on its
-current state. Leaving `claimed` (to computed, abandoned or failed) is decided first by
-inserting the flush's fence document: a unique `_id` insert has exactly one winner, also on
-FerretDB, whose conditional updates are not atomic under concurrency. That fence stops a worker
-whose lease expired during a slow model call."""
+"""FlushRepo on MongoDB. Leaving `claimed` (to computed, abandoned or failed) is decided by
+inserting the flush's fence document, which carries the decision itself (the outcome, and the
+plan or the error): a unique `_id` insert has exactly one winner, also on FerretDB, whose
+conditional updates are not atomic under concurrency. The record then follows its fence;
+whoever finds a record still `claimed` behind a taken fence (its winner died, or is slow)
+rolls it forward to the fence's outcome, which is exactly what the winner does, so the two
+can race harmlessly. The fence stops a worker whose lease expired during a slow model call."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pymongo import ASCENDING
@@ -14,6 +17,8 @@ from pymongo.errors import DuplicateKeyError
 from memobase_server.domain.flush_plan import UNFINISHED, FlushPlan, FlushRecord, FlushState
 from memobase_server.domain.models import BlobType, utcnow
 from memobase_server.storage.mongo.database import (
+    DUE,
+    DUE_FLUSH,
     FLUSH_FENCES,
     FLUSHES,
     Document,
@@ -59,10 +64,13 @@ class MongoFlushRepo:
                 "error": None,
                 "created_at": record.created_at,
                 "updated_at": record.created_at,
+                DUE: DUE_FLUSH,
             }
         )
 
-    async def _win_fence(self, record: FlushRecord, to: FlushState) -> bool:
+    async def _win_fence(
+        self, record: FlushRecord, to: FlushState, changes: dict[str, Any]
+    ) -> bool:
         try:
             await self._fences.insert_one(
                 {
@@ -70,11 +78,28 @@ class MongoFlushRepo:
                     "project_id": record.project_id,
                     "user_id": record.user_id,
                     "outcome": to.value,
+                    "plan": changes.get("plan"),
+                    "error": changes.get("error"),
                 }
             )
         except DuplicateKeyError:
             return False
         return True
+
+    async def _set(
+        self, record: FlushRecord, expected: tuple[FlushState, ...], changes: dict[str, Any]
+    ) -> bool:
+        update: dict[str, Any] = {"$set": changes}
+        if FlushState(changes["state"]) not in UNFINISHED:
+            update["$unset"] = {DUE: ""}
+        result = await self._flushes.update_one(
+            {
+                "_id": flush_key(record.project_id, record.user_id, record.flush_id),
+                "state": {"$in": [s.value for s in expected]},
+            },
+            update,
+        )
+        return result.modified_count == 1
 
     async def transition(
         self,
@@ -85,45 +110,67 @@ class MongoFlushRepo:
         plan: FlushPlan | None = None,
         error: str | None = None,
     ) -> bool:
-        """Moves the record to `to` if it is in one of `expected`; False if it was not."""
-        if FlushState.CLAIMED in expected and not await self._win_fence(record, to):
-            return False
+        """Moves the record to `to` if it is in one of `expected`; False if it was not. Out of
+        `claimed`, True means this caller won the decision (the record follows)."""
         changes: dict[str, Any] = {"state": to.value, "updated_at": utcnow()}
         if plan is not None:
             changes["plan"] = plan.to_document()
         if to is FlushState.COMMITTED:
             # The plan (vectors included) is only needed to resume a commit: once committed it
-            # would only slow down every later scan of the records.
+            # would only slow down every later read of the records.
             changes["plan"] = None
         if error is not None:
             changes["error"] = error
-        result = await self._flushes.update_one(
-            {
-                "_id": flush_key(record.project_id, record.user_id, record.flush_id),
-                "state": {"$in": [s.value for s in expected]},
-            },
-            {"$set": changes},
-        )
-        return result.modified_count == 1
+        if FlushState.CLAIMED in expected:
+            if not await self._win_fence(record, to, changes):
+                return False
+            await self._set(record, expected, changes)
+            return True
+        moved = await self._set(record, expected, changes)
+        if to is FlushState.COMMITTED:
+            await self._fences.update_one(
+                {"_id": flush_key(record.project_id, record.user_id, record.flush_id)},
+                {"$set": {"plan": None}},
+            )
+        return moved
 
-    async def settle_orphan(self, record: FlushRecord) -> bool:
-        """A record still `claimed` whose fence was taken by a worker that died before moving
-        it on: abandon it. The update is conditional, so a slow (but alive) winner that moves
-        it first keeps it, and this answers False."""
-        result = await self._flushes.update_one(
-            {
-                "_id": flush_key(record.project_id, record.user_id, record.flush_id),
-                "state": FlushState.CLAIMED.value,
-            },
-            {"$set": {"state": FlushState.ABANDONED.value, "updated_at": utcnow()}},
+    async def follow_fence(self, record: FlushRecord) -> FlushRecord | None:
+        """A record still `claimed` whose fence is taken: moves it to the fence's outcome
+        (with the fence's plan or error) and returns it as moved; None if no fence exists."""
+        fence = await self._fences.find_one(
+            {"_id": flush_key(record.project_id, record.user_id, record.flush_id)}
         )
-        return result.modified_count == 1
+        if fence is None:
+            return None
+        to = FlushState(fence["outcome"])
+        changes: dict[str, Any] = {"state": to.value, "updated_at": utcnow()}
+        if fence.get("plan") is not None:
+            changes["plan"] = fence["plan"]
+        if fence.get("error") is not None:
+            changes["error"] = fence["error"]
+        await self._set(record, (FlushState.CLAIMED,), changes)
+        plan = fence.get("plan")
+        return replace(
+            record,
+            state=to,
+            plan=FlushPlan.from_document(plan) if plan else None,
+            error=fence.get("error"),
+        )
+
+    async def narrow(self, record: FlushRecord, blob_ids: tuple[str, ...]) -> FlushRecord:
+        """After a claim that won only some of the record's chats: the record names those."""
+        await self._flushes.update_one(
+            {"_id": flush_key(record.project_id, record.user_id, record.flush_id)},
+            {"$set": {"blob_ids": list(blob_ids)}},
+        )
+        return replace(record, blob_ids=blob_ids)
 
     async def unfinished(self, project_id: str, user_id: str) -> list[FlushRecord]:
         cursor = self._flushes.find(
             {
                 "project_id": project_id,
                 "user_id": user_id,
+                DUE: DUE_FLUSH,
                 "state": {"$in": [s.value for s in UNFINISHED]},
             }
         ).sort([("created_at", ASCENDING)])

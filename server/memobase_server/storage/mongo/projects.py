@@ -8,6 +8,7 @@ from pymongo.errors import DuplicateKeyError
 from memobase_server.domain.errors import AlreadyExists
 from memobase_server.domain.models import Project, ProjectStatus
 from memobase_server.storage.mongo.database import PROJECTS, Document, MongoDatabase
+from memobase_server.storage.mongo.query_audit import allow_scan
 
 
 def _to_project(doc: Document) -> Project:
@@ -59,5 +60,6 @@ class MongoProjectRepo:
         return result.matched_count == 1
 
     async def list(self) -> list[Project]:
-        cursor = self._projects.find({}).sort([("_id", ASCENDING)])
-        return [_to_project(doc) async for doc in cursor]
+        with allow_scan("projects listing"):
+            docs = await self._projects.find({}).sort([("_id", ASCENDING)]).to_list()
+        return [_to_project(doc) for doc in docs]

@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from memobase_server.domain.flush_plan import StepUsage
 from memobase_server.storage.mongo.database import USAGE, MongoDatabase
+from memobase_server.storage.mongo.query_audit import allow_scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +83,21 @@ class MongoUsageRepo:
         if not days:
             return {}
         wanted = {day.isoformat(): day for day in days}
-        cursor = self._usage.find(
-            {"project_id": project_id, "date": {"$in": list(wanted)}},
-            projection={
-                "date": 1,
-                "insert": 1,
-                "insert_success": 1,
-                "input_tokens": 1,
-                "output_tokens": 1,
-            },
-        )
+        # Reads every usage record of the project (one per flush and writer): a project-wide
+        # report, not a memory request. Per-day totals kept apart would make it keyed.
+        with allow_scan("usage report"):
+            docs = await self._usage.find(
+                {"project_id": project_id, "date": {"$in": list(wanted)}},
+                projection={
+                    "date": 1,
+                    "insert": 1,
+                    "insert_success": 1,
+                    "input_tokens": 1,
+                    "output_tokens": 1,
+                },
+            ).to_list()
         totals: dict[date, list[int]] = {}
-        async for doc in cursor:
+        for doc in docs:
             day = wanted.get(doc.get("date", ""))
             if day is None:
                 continue

@@ -3,11 +3,12 @@ users listing, with each user's profile-slot and event counts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pymongo.errors import DuplicateKeyError
 
@@ -20,6 +21,7 @@ from memobase_server.storage.mongo.database import (
     Document,
     MongoDatabase,
 )
+from memobase_server.storage.mongo.query_audit import allow_scan
 
 UserSortKey = Literal["updated_at", "profile_count", "event_count"]
 
@@ -104,16 +106,19 @@ class MongoUserRepo:
 
         Cost: one pass over the project's users (ids and times only); the counts that order
         the listing are read for every matching user (a pass over the project's profiles or
-        events), the other counts and the users' data only for the page. On FerretDB each of
-        those queries scans its collection; on MongoDB the (project_id, ...) indexes serve them.
+        events), the other counts and the users' data only for the page, by key or by user.
+        On MongoDB the (project_id, ...) indexes serve the passes.
         """
         needle = search.casefold()
-        rows: list[tuple[str, datetime]] = []
-        async for doc in self._users.find(
-            {"project_id": project_id}, projection={"user_id": 1, "updated_at": 1}
-        ):
-            if needle in doc["user_id"].casefold():
-                rows.append((doc["user_id"], doc["updated_at"]))
+        with allow_scan("users listing"):
+            everyone = await self._users.find(
+                {"project_id": project_id}, projection={"user_id": 1, "updated_at": 1}
+            ).to_list()
+        rows = [
+            (doc["user_id"], doc["updated_at"])
+            for doc in everyone
+            if needle in doc["user_id"].casefold()
+        ]
         profile_counts: dict[str, int] | None = None
         event_counts: dict[str, int] | None = None
         if order_by == "updated_at":
@@ -140,32 +145,45 @@ class MongoUserRepo:
         return listed, len(rows)
 
     async def _get_many(self, project_id: str, user_ids: Sequence[str]) -> dict[str, User]:
-        cursor = self._users.find({"_id": {"$in": [user_key(project_id, u) for u in user_ids]}})
-        return {doc["user_id"]: _to_user(doc) async for doc in cursor}
+        found = await asyncio.gather(*(self.get(project_id, u) for u in user_ids))
+        return {user.user_id: user for user in found if user is not None}
 
     async def _profile_counts(
         self, project_id: str, user_ids: Sequence[str] | None
     ) -> dict[str, int]:
-        """Profile slots per user (only the slots' ids travel)."""
-        cursor = self._profiles.find(
-            _per_user_filter(project_id, user_ids), projection={"user_id": 1, "slots.id": 1}
+        """Profile slots per user (only the slots' ids travel): every user of the project, or
+        a page of them, one keyed read each."""
+        projection = {"user_id": 1, "slots.id": 1}
+        if user_ids is None:
+            with allow_scan("users listing"):
+                every = await self._profiles.find(
+                    {"project_id": project_id}, projection=projection
+                ).to_list()
+            return {doc["user_id"]: len(doc.get("slots") or ()) for doc in every}
+        docs = await asyncio.gather(
+            *(
+                self._profiles.find_one({"_id": user_key(project_id, u)}, projection=projection)
+                for u in user_ids
+            )
         )
-        return {doc["user_id"]: len(doc.get("slots") or ()) async for doc in cursor}
+        return {doc["user_id"]: len(doc.get("slots") or ()) for doc in docs if doc}
 
     async def _event_counts(
         self, project_id: str, user_ids: Sequence[str] | None
     ) -> dict[str, int]:
-        """Events per user (only the user ids travel)."""
-        cursor = self._events.find(
-            _per_user_filter(project_id, user_ids), projection={"_id": 0, "user_id": 1}
-        )
-        counts: Counter[str] = Counter()
-        async for doc in cursor:
-            counts[doc["user_id"]] += 1
-        return dict(counts)
+        """Events per user (only the user ids travel): every user of the project, or a page of
+        them, one query of the user's events each."""
+        if user_ids is None:
+            with allow_scan("users listing"):
+                events = await self._events.find(
+                    {"project_id": project_id}, projection={"_id": 0, "user_id": 1}
+                ).to_list()
+            return dict(Counter(doc["user_id"] for doc in events))
 
+        async def count(user_id: str) -> int:
+            cursor = self._events.find(
+                {"project_id": project_id, "user_id": user_id}, projection={"_id": 1}
+            )
+            return len([doc async for doc in cursor])
 
-def _per_user_filter(project_id: str, user_ids: Sequence[str] | None) -> dict[str, Any]:
-    if user_ids is None:
-        return {"project_id": project_id}
-    return {"project_id": project_id, "user_id": {"$in": list(user_ids)}}
+        return dict(zip(user_ids, await asyncio.gather(*map(count, user_ids)), strict=True))

@@ -92,6 +92,18 @@ class RedisFlushQueue:
         messages = reply[1] if reply else []
         return [(msg_id, _decode(fields)) for msg_id, fields in messages if fields]
 
+    async def touch(self, consumer: str, msg_ids: list[str]) -> None:
+        """Marks jobs this consumer is still working on as fresh, so that a flush that runs
+        longer than the reclaim time is not taken over while its worker is alive."""
+        if not msg_ids:
+            return
+        ids: list[Any] = list(msg_ids)
+        try:
+            await self._redis.xclaim(self._stream, keys.FLUSH_GROUP, consumer, 0, ids, justid=True)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+
     async def ack(self, msg_id: str) -> None:
         await self._redis.xack(self._stream, keys.FLUSH_GROUP, msg_id)
         await self._redis.xdel(self._stream, msg_id)

@@ -31,6 +31,23 @@ return 0
 """
 
 
+class Lease:
+    """A held lease: `held()` asks Redis whether it is still this holder's."""
+
+    def __init__(self, redis: aioredis.Redis, key: str, token: str) -> None:
+        self._redis = redis
+        self._key = key
+        self._token = token
+
+    async def held(self) -> bool:
+        try:
+            current = await self._redis.get(self._key)
+        except Exception as exc:  # Redis down: carry on, the fences in MongoDB still hold
+            log.warning("could not check the flush lease %s: %r", self._key, exc)
+            return True
+        return bool(current == self._token or current == self._token.encode())
+
+
 class RedisUserLocks:
     def __init__(self, redis: aioredis.Redis, namespace: str, lease_s: float) -> None:
         self._redis = redis
@@ -40,7 +57,7 @@ class RedisUserLocks:
         self._release = redis.register_script(_RELEASE)
 
     @contextlib.asynccontextmanager
-    async def hold(self, project_id: str, user_id: str, *, wait_s: float) -> AsyncIterator[None]:
+    async def hold(self, project_id: str, user_id: str, *, wait_s: float) -> AsyncIterator[Lease]:
         """Holds the user's lease (renewed in the background) for the block; waits up to
         `wait_s` for another holder to finish, then raises Unavailable."""
         key = keys.user_lock(self._namespace, project_id, user_id)
@@ -48,7 +65,7 @@ class RedisUserLocks:
         await self._acquire(key, token, wait_s)
         renewer = asyncio.create_task(self._keep(key, token))
         try:
-            yield
+            yield Lease(self._redis, key, token)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
