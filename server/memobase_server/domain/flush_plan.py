@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -58,7 +58,7 @@ class FlushPlan:
 
     def to_document(self) -> dict[str, Any]:
         """A BSON-ready form (FerretDB stores no nested arrays: vectors go as float32 bytes)."""
-        doc = asdict(self)
+        doc = asdict(replace(self, gist_vectors=None))  # asdict would copy every float
         doc["event_tags"] = [{"tag": t, "value": v} for t, v in self.event_tags]
         doc["gist_vectors"] = (
             [array("f", v).tobytes() for v in self.gist_vectors]

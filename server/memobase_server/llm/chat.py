@@ -16,6 +16,7 @@ bounded number of times. Transport failures are retried by the openai client its
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 from typing import Any, Literal
@@ -64,6 +65,13 @@ JsonSchema = dict[str, Any]
 # --- Strict JSON schemas ------------------------------------------------------------------------
 
 
+@functools.cache
+def model_schema(model: type[BaseModel]) -> JsonSchema:
+    """The model's JSON schema, made once per model class (pydantic rebuilds it on every call).
+    Shared: copy it before changing it."""
+    return model.model_json_schema()
+
+
 def strict_json_schema(model: type[BaseModel]) -> JsonSchema:
     """The model's JSON schema in the subset OpenAI's strict structured outputs accept.
 
@@ -73,7 +81,7 @@ def strict_json_schema(model: type[BaseModel]) -> JsonSchema:
     validation and the default applies). ``default`` keywords are removed, and a ``$ref`` that
     has sibling keywords (a description) is inlined, since strict mode rejects both.
     """
-    schema = copy.deepcopy(model.model_json_schema())
+    schema = copy.deepcopy(model_schema(model))
     return _strictify(schema, schema)
 
 
@@ -334,7 +342,7 @@ def parse_model_output(content: str | None, schema: type[T]) -> T:
             raise InvalidModelOutput("no JSON object in the answer") from None
     if not isinstance(data, dict):
         raise InvalidModelOutput("the answer is not a JSON object")
-    original = schema.model_json_schema()
+    original = model_schema(schema)
     data = _drop_null_defaults(data, original, original)
     try:
         return schema.model_validate(data)

@@ -7,6 +7,7 @@ organize overfull topics -> event + gists -> gist embeddings.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import replace
@@ -22,7 +23,7 @@ from memobase_server.pipeline.apply import apply_slot_ops
 from memobase_server.pipeline.render import render_blob
 from memobase_server.pipeline.schemas import ExtractedFact
 from memobase_server.pipeline.steps.base import StepRunner
-from memobase_server.pipeline.steps.extract import extract
+from memobase_server.pipeline.steps.extract import Memo, extract
 from memobase_server.pipeline.steps.merge import merge
 from memobase_server.pipeline.steps.organize import organize
 from memobase_server.pipeline.steps.resummarize import resummarize
@@ -67,17 +68,21 @@ class MemoryPipeline:
         runner = StepRunner(self._llm, self._best_model, self._summary_model, config.language)
         chat = self.render(blobs)
         extraction = await extract(runner, chat, profile, config)
-        ops = await merge(runner, extraction.memos, profile, config, flush_id)
-        ops = [await self._condense(runner, op) for op in ops]
-        ops += await self._organize(runner, profile, ops, config, flush_id, utcnow())
-
         if all(b.blob_type is BlobType.SUMMARY for b in blobs):
             lines = [line for line in chat.splitlines() if line.strip()]
         else:
             lines = [fact_line(f) for f in extraction.facts]
+        # The gists are known once extracted: embed them while the profile steps run, so a
+        # flush waits on two rounds of model calls, not three.
+        embedding = asyncio.create_task(self._embed(lines))
+        try:
+            ops = await self._profile_ops(runner, extraction.memos, profile, config, flush_id)
+        except BaseException:
+            embedding.cancel()
+            raise
+        vectors = await embedding
         if not lines and not ops:
             return FlushPlan(flush_id, None, None, usage=tuple(runner.usage))
-        vectors = await self._embed(lines)
         return FlushPlan(
             flush_id=flush_id,
             event_id=derived_id(flush_id, "event"),
@@ -89,6 +94,18 @@ class MemoryPipeline:
             slot_ops=tuple(ops),
             usage=tuple(runner.usage),
         )
+
+    async def _profile_ops(
+        self,
+        runner: StepRunner,
+        memos: tuple[Memo, ...],
+        profile: UserProfile,
+        config: MemoryConfig,
+        flush_id: str,
+    ) -> list[SlotOp]:
+        ops = await merge(runner, memos, profile, config, flush_id)
+        ops = [await self._condense(runner, op) for op in ops]
+        return ops + await self._organize(runner, profile, ops, config, flush_id, utcnow())
 
     async def _condense(self, runner: StepRunner, op: SlotOp) -> SlotOp:
         if op.op == "delete" or count_tokens(op.content) <= self._max_slot_tokens:

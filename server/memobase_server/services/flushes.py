@@ -260,6 +260,7 @@ class FlushService:
             config = await self._configs.memory_config(record.project_id)
             profile = await self._profiles.load(record.project_id, record.user_id)
             plan = await pipeline.compute(flush_id, batch, profile, config)
+            computed = time.perf_counter()
         except MemobaseError as exc:
             self._observer.flush_done("failed", time.perf_counter() - started)
             await self._fail(record, exc.message)
@@ -287,13 +288,17 @@ class FlushService:
             self._observer.flush_done("error", time.perf_counter() - started)
             raise
         self._observer.flush_done("committed", time.perf_counter() - started)
+        done = time.perf_counter()
         log.info(
-            "flush %s: %d chats, %d profile changes, event %s, %.0f ms",
+            "flush %s: %d chats, %d profile changes, event %s, %.0f ms (model %.0f ms, "
+            "writes %.0f ms)",
             flush_id,
             len(batch),
             len(plan.slot_ops),
             plan.event_id,
-            (time.perf_counter() - started) * 1000,
+            (done - started) * 1000,
+            (computed - started) * 1000,
+            (done - computed) * 1000,
         )
         return result
 

@@ -49,8 +49,7 @@ class GistIndexer:
                     await self._sweep()
                     last_sweep = loop.time()
                 keys = await self._queue.pop(BATCH, WAIT_SECONDS)
-                gists = [g for g in [await self._repo.get_gist(k) for k in keys] if g]
-                await self.index(gists)
+                await self.index(await self._repo.get_gists(keys))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -3,7 +3,7 @@ blob and queueing it for a flush is one atomic write (FerretDB has no transactio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pymongo import ASCENDING
@@ -146,9 +146,13 @@ class MongoBlobRepo:
 @dataclass(frozen=True, slots=True)
 class WaitingEntry:
     key: str
-    blob_id: str
+    blob: Blob
     claims: int
     """How many times the entry was claimed so far: the next claim's fence is `claims + 1`."""
+
+    @property
+    def blob_id(self) -> str:
+        return self.blob.blob_id
 
 
 class MongoBufferRepo:
@@ -193,7 +197,6 @@ class MongoBufferRepo:
                     },
                 ],
             },
-            projection={"_id": 1, "blob_id": 1, "buffer.token_size": 1, "buffer.claims": 1},
         ).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         chosen: list[WaitingEntry] = []
         total = 0
@@ -202,7 +205,7 @@ class MongoBufferRepo:
             if chosen and total + size > max_tokens:
                 break
             chosen.append(
-                WaitingEntry(doc["_id"], doc["blob_id"], int(doc["buffer"].get("claims", 0)))
+                WaitingEntry(doc["_id"], _to_blob(doc), int(doc["buffer"].get("claims", 0)))
             )
             total += size
         return chosen
@@ -252,8 +255,9 @@ class MongoBufferRepo:
         for entry in entries:
             if entry.key in won:
                 by_count.setdefault(entry.claims, []).append(entry.key)
+        applied = 0
         for claims, keys in by_count.items():
-            await self._blobs.update_many(
+            result = await self._blobs.update_many(
                 self._of_user(
                     project_id,
                     user_id,
@@ -274,7 +278,22 @@ class MongoBufferRepo:
                     "$inc": {"buffer.attempts": 1, "buffer.claims": 1},
                 },
             )
-        return await self._of_flush(project_id, user_id, flush_id) if won else []
+            applied += result.modified_count
+        if not won:
+            return []
+        if applied == len(won):  # the usual case: every fence won was applied
+            now = utcnow()
+            return [
+                replace(
+                    e.blob,
+                    buffer=replace(e.blob.buffer, status=BufferStatus.PROCESSING, updated_at=now)
+                    if e.blob.buffer
+                    else None,
+                )
+                for e in entries
+                if e.key in won
+            ]
+        return await self._of_flush(project_id, user_id, flush_id)
 
     async def processing_flush_ids(self, project_id: str, user_id: str) -> set[str]:
         cursor = self._blobs.find(

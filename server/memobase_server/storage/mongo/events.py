@@ -193,10 +193,29 @@ class MongoEventEditRepo:
             gist, vector=tuple(doc["vector"]), embedding_model=doc.get("embedding_model")
         )
 
-    async def get_gist(self, key: str) -> EventGist | None:
-        """The gist with its vector, if one is stored."""
-        doc = await self._gists.find_one({"_id": key})
-        return await self._with_vector(to_gist(doc)) if doc else None
+    async def get_gists(self, keys: Sequence[str]) -> list[EventGist]:
+        """The gists (with their vectors) of these keys that exist: two queries per user."""
+        by_user: dict[tuple[str, str], list[str]] = {}
+        for key in keys:
+            project_id, user_id, _ = key.rsplit(":", 2)  # user and gist ids are UUIDs
+            by_user.setdefault((project_id, user_id), []).append(key)
+        found: list[EventGist] = []
+        for (project_id, user_id), mine in by_user.items():
+            selector = {"project_id": project_id, "user_id": user_id, "_id": {"$in": mine}}
+            gists = [to_gist(doc) async for doc in self._gists.find(selector)]
+            vectors = {doc["_id"]: doc async for doc in self._vectors.find(selector)}
+            for gist in gists:
+                vector = vectors.get(gist_key(gist))
+                found.append(
+                    replace(
+                        gist,
+                        vector=tuple(vector["vector"]),
+                        embedding_model=vector.get("embedding_model"),
+                    )
+                    if vector
+                    else gist
+                )
+        return found
 
     async def unindexed(self, limit: int) -> list[EventGist]:
         """Up to `limit` gists not yet in the vector index, with their vectors."""

@@ -113,21 +113,18 @@ class MongoFlushRepo:
         """Moves the record to `to` if it is in one of `expected`; False if it was not. Out of
         `claimed`, True means this caller won the decision (the record follows)."""
         changes: dict[str, Any] = {"state": to.value, "updated_at": utcnow()}
-        if plan is not None:
-            changes["plan"] = plan.to_document()
-        if to is FlushState.COMMITTED:
-            # The plan (vectors included) is only needed to resume a commit: once committed it
-            # would only slow down every later read of the records.
-            changes["plan"] = None
         if error is not None:
             changes["error"] = error
         if FlushState.CLAIMED in expected:
-            if not await self._win_fence(record, to, changes):
+            # The plan lives in the fence only: written once, read back only to resume.
+            decision = {**changes, "plan": plan.to_document() if plan is not None else None}
+            if not await self._win_fence(record, to, decision):
                 return False
             await self._set(record, expected, changes)
             return True
         moved = await self._set(record, expected, changes)
         if to is FlushState.COMMITTED:
+            # The plan (vectors included) is only needed to resume a commit.
             await self._fences.update_one(
                 {"_id": flush_key(record.project_id, record.user_id, record.flush_id)},
                 {"$set": {"plan": None}},
@@ -144,8 +141,6 @@ class MongoFlushRepo:
             return None
         to = FlushState(fence["outcome"])
         changes: dict[str, Any] = {"state": to.value, "updated_at": utcnow()}
-        if fence.get("plan") is not None:
-            changes["plan"] = fence["plan"]
         if fence.get("error") is not None:
             changes["error"] = fence["error"]
         await self._set(record, (FlushState.CLAIMED,), changes)
@@ -174,7 +169,20 @@ class MongoFlushRepo:
                 "state": {"$in": [s.value for s in UNFINISHED]},
             }
         ).sort([("created_at", ASCENDING)])
-        return [_to_record(doc) async for doc in cursor]
+        records = [_to_record(doc) async for doc in cursor]
+        return [await self._with_plan(r) for r in records]
+
+    async def _with_plan(self, record: FlushRecord) -> FlushRecord:
+        """A computed record with its plan, which its fence holds (records written by older
+        versions hold it themselves)."""
+        if record.state is not FlushState.COMPUTED or record.plan is not None:
+            return record
+        fence = await self._fences.find_one(
+            {"_id": flush_key(record.project_id, record.user_id, record.flush_id)},
+            projection={"plan": 1},
+        )
+        plan = fence.get("plan") if fence else None
+        return replace(record, plan=FlushPlan.from_document(plan)) if plan else record
 
     async def get(self, project_id: str, user_id: str, flush_id: str) -> FlushRecord | None:
         doc = await self._flushes.find_one({"_id": flush_key(project_id, user_id, flush_id)})
