@@ -27,6 +27,7 @@ import functools
 import pathlib
 import platform
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -316,13 +317,20 @@ def measure(size: Size, args: argparse.Namespace) -> Result:
             print(
                 f"  seeded {size.label} in {time.perf_counter() - started:.0f} s", file=sys.stderr
             )
-            return {"MEMOBASE_VECTOR_STORE_PATH": str(vectors)}
+            return {
+                "MEMOBASE_VECTOR_STORE_PATH": str(vectors),
+                "MEMOBASE_LOG_LEVEL": args.log_level,
+            }
 
         running = start_stack(workdir, stack, before_server=before_server)
         result = Result(size, seeded["mongo_s"], seeded["index_s"])
         asyncio.run(
             live(running.http_url, running.token, seeded["user_ids"][: args.live], args, result)
         )
+        if args.keep_logs:  # before the work dir goes
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            name = f"server-{size.users}x{size.gists}.log"
+            shutil.copy(running.server_log, args.keep_logs / name)
         return result
 
 
@@ -387,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="live users at a time")
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout (s)")
     parser.add_argument("--out", type=pathlib.Path, help="report file (default bench/results/)")
+    parser.add_argument("--log-level", default="WARNING", help="the server's log level")
+    parser.add_argument("--keep-logs", type=pathlib.Path, help="copy each server log into this dir")
     args = parser.parse_args(argv)
     results = []
     for size in parse_sizes(args.sizes):

@@ -76,7 +76,7 @@ def test_sync_flush_builds_profile_event_and_gists(
     assert all("vector" not in g for g in stored_gists)
     vectors = {v["_id"]: v for v in database["gist_vectors"].find({"user_id": user.user_id})}
     assert {g["_id"] for g in stored_gists} == set(vectors)
-    assert all(len(v["vector"]) == 256 for v in vectors.values())
+    assert all(len(v["vector"]) == 256 * 4 for v in vectors.values())  # float32 bytes
 
     # Processed chats are gone (persistent_chat_blobs is off), and nothing waits.
     assert user.get_all(BlobType.chat) == []

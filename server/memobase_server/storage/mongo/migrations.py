@@ -20,6 +20,7 @@ from memobase_server.storage.mongo.database import (
     SCHEMA,
     MongoDatabase,
 )
+from memobase_server.storage.mongo.events import pack_vector
 from memobase_server.storage.mongo.query_audit import allow_scan
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ async def _vectors_apart(db: MongoDatabase) -> None:
                     "project_id": doc["project_id"],
                     "user_id": doc["user_id"],
                     "event_id": doc["event_id"],
-                    "vector": doc["vector"],
+                    "vector": pack_vector(doc["vector"]),
                     "embedding_model": doc.get("embedding_model"),
                 },
                 upsert=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from memobase_server.storage.mongo.database import PER_USER_COLLECTIONS, MongoDatabase
 
 
@@ -10,5 +12,5 @@ class MongoUserDataPurger:
         self._collections = [db.collection(name) for name in PER_USER_COLLECTIONS]
 
     async def purge(self, project_id: str, user_id: str) -> None:
-        for collection in self._collections:
-            await collection.delete_many({"project_id": project_id, "user_id": user_id})
+        selector = {"project_id": project_id, "user_id": user_id}
+        await asyncio.gather(*(c.delete_many(selector) for c in self._collections))
