@@ -45,8 +45,9 @@ from bench.reads import start_stack
 from memobase_server.domain.events import Event, EventGist
 from memobase_server.domain.models import ROOT_PROJECT_ID, User
 from memobase_server.domain.profiles import ProfileSlot, UserProfile
-from memobase_server.storage.mongo.database import DUE, EVENT_GISTS, EVENTS, MongoDatabase
+from memobase_server.storage.mongo.database import DUE, EVENT_GISTS, EVENTS, SCHEMA, MongoDatabase
 from memobase_server.storage.mongo.events import event_document, gist_document
+from memobase_server.storage.mongo.migrations import LAYOUT, SCHEMA_ID
 from memobase_server.storage.mongo.profiles import MongoProfileRepo
 from memobase_server.storage.mongo.users import MongoUserRepo
 from memobase_server.storage.ports import GistPoint
@@ -211,6 +212,10 @@ async def seed(
                 )
         await drain(force=False)
     await drain(force=True)
+    # Seeded in the current layout: the server has nothing to upgrade.
+    await mongo.collection(SCHEMA).replace_one(
+        {"_id": SCHEMA_ID}, {"_id": SCHEMA_ID, "layout": LAYOUT}, upsert=True
+    )
     await index.close()
     await mongo.close()
     client.close()
@@ -322,7 +327,7 @@ def measure(size: Size, args: argparse.Namespace) -> Result:
                 "MEMOBASE_LOG_LEVEL": args.log_level,
             }
 
-        running = start_stack(workdir, stack, before_server=before_server)
+        running = start_stack(workdir, stack, before_server=before_server, start_timeout=600)
         result = Result(size, seeded["mongo_s"], seeded["index_s"])
         asyncio.run(
             live(running.http_url, running.token, seeded["user_ids"][: args.live], args, result)

@@ -179,11 +179,12 @@ def start_stack(
     stack: contextlib.ExitStack,
     *,
     before_server: Callable[[str, str, dict[str, str]], dict[str, str]] | None = None,
+    start_timeout: float = 60,
 ) -> Stack:
     """FerretDB, redis-server, the scripted model and the server: children on free ports.
     `before_server(mongo_url, database, env)` runs before the server starts (to seed its
     storage) and returns settings to add to its environment."""
-    from tests.conftest import ROOT_TOKEN, ScriptedLLM, start_server, stop_server  # noqa: PLC0415
+    from tests.conftest import ROOT_TOKEN, ScriptedLLM, start_server_with, stop_server  # noqa: PLC0415
 
     ferretdb = servers.start_ferretdb(workdir)
     stack.callback(ferretdb.stop)
@@ -208,8 +209,8 @@ def start_stack(
     database = f"memobase_bench_{uuid.uuid4().hex[:8]}"
     if before_server is not None:
         env.update(before_server(ferretdb.url, database, env))
-    server, grpc_port, http_port, log_path = start_server(
-        workdir, ferretdb.url, redis.url, database, **env
+    server, grpc_port, http_port, log_path = start_server_with(
+        workdir, ferretdb.url, redis.url, database, env, start_timeout=start_timeout
     )
     stack.callback(stop_server, server)
     return Stack(

@@ -96,6 +96,20 @@ def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float =
 def start_server(
     workdir: pathlib.Path, mongo_url: str, redis_url: str, database: str, **env: str
 ) -> tuple[subprocess.Popen[bytes], int, int, pathlib.Path]:
+    return start_server_with(workdir, mongo_url, redis_url, database, env)
+
+
+def start_server_with(
+    workdir: pathlib.Path,
+    mongo_url: str,
+    redis_url: str,
+    database: str,
+    env: dict[str, str],
+    *,
+    start_timeout: float = 60,
+) -> tuple[subprocess.Popen[bytes], int, int, pathlib.Path]:
+    """`start_server`, with settings as a dict and a start-up time limit (a big database
+    takes longer to open)."""
     grpc_port, http_port = servers.free_port(), servers.free_port()
     log_path = workdir / f"server-{grpc_port}.log"
     child_env = {
@@ -121,7 +135,7 @@ def start_server(
             cwd=workdir,
         )
     try:
-        wait_serving(f"127.0.0.1:{grpc_port}", process)
+        wait_serving(f"127.0.0.1:{grpc_port}", process, start_timeout)
     except Exception:
         process.kill()
         raise RuntimeError(f"server failed to start:\n{log_path.read_text()[-4000:]}") from None

@@ -85,6 +85,10 @@ def strict_json_schema(model: type[BaseModel]) -> JsonSchema:
     return _strictify(schema, schema)
 
 
+# Per step schema, made once: every request sends it, and nothing changes it.
+_shared_strict_schema = functools.cache(strict_json_schema)
+
+
 def _strictify(node: JsonSchema, root: JsonSchema) -> JsonSchema:
     defs = node.get("$defs")
     if isinstance(defs, dict):
@@ -379,7 +383,7 @@ class OpenAIChatModel:
     async def complete(
         self, *, step: str, model: str, system: str, user: str, schema: type[T]
     ) -> LLMReply[T]:
-        strict = strict_json_schema(schema)
+        strict = _shared_strict_schema(schema)
         response_format: ResponseFormat | None = None
         if self._mode == "json_schema":
             response_format = {
