@@ -97,7 +97,7 @@ from bench.unary import (
     _cpu_model,
     _git_commit,
     _on_sigterm,
-    log_summary,
+    stack_log_sections,
     start_noop,
 )
 from memobase_server.storage.mongo.database import FLUSHES
@@ -928,12 +928,7 @@ def report(
     sections += [errors_section([*cycles, *([top] if top else [])])]
     sections.append(cpu_table([*cycles, *([top] if top else [])]))
     for cycle in cycles:
-        for summary in (
-            log_summary(cycle.server_log, f"{cycle.label} server", json_lines=True),
-            log_summary(cycle.ferretdb_log, f"{cycle.label} FerretDB", json_lines=False),
-        ):
-            if summary:
-                sections.append(summary)
+        sections += stack_log_sections(cycle.server_log, cycle.ferretdb_log, cycle.label)
     return "\n\n".join(sections) + "\n"
 
 

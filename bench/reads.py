@@ -79,7 +79,7 @@ from bench.unary import (
     _ms,
     _on_sigterm,
     errors_section,
-    log_summary,
+    stack_log_sections,
 )
 from memobase_server.gen.memobase.v1 import (
     blob_pb2,
@@ -889,12 +889,7 @@ def report(
         cpu_table(runs, args.client_procs),
         llm_section(llm_before, llm_after, runs),
     ]
-    for summary in (
-        log_summary(stack.server_log, "server", json_lines=True),
-        log_summary(stack.ferretdb_log, "FerretDB", json_lines=False),
-    ):
-        if summary:
-            sections.append(summary)
+    sections += stack_log_sections(stack.server_log, stack.ferretdb_log)
     return "\n\n".join(sections) + "\n"
 
 

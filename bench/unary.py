@@ -418,6 +418,18 @@ def _log_entries(text: str, json_lines: bool) -> list[str]:
     return labels
 
 
+def stack_log_sections(
+    server_log: pathlib.Path | None, ferretdb_log: pathlib.Path | None, label: str = ""
+) -> list[str]:
+    """The server's and FerretDB's log summaries, those that have anything to say."""
+    prefix = f"{label} " if label else ""
+    found = (
+        log_summary(server_log, f"{prefix}server", json_lines=True),
+        log_summary(ferretdb_log, f"{prefix}FerretDB", json_lines=False),
+    )
+    return [summary for summary in found if summary]
+
+
 def log_summary(path: pathlib.Path | None, name: str, json_lines: bool) -> str | None:
     """Warnings and errors a child wrote to its log, most frequent first (digits folded)."""
     if path is None or not path.exists():
@@ -488,12 +500,7 @@ def report(
         errors_section(results),
         cpu_table(results, args.client_procs, not endpoints.server_pids),
     ]
-    for summary in (
-        log_summary(endpoints.server_log, "server", json_lines=True),
-        log_summary(endpoints.ferretdb_log, "FerretDB", json_lines=False),
-    ):
-        if summary:
-            sections.append(summary)
+    sections += stack_log_sections(endpoints.server_log, endpoints.ferretdb_log)
     return "\n\n".join(sections) + "\n"
 
 

@@ -27,25 +27,7 @@ if find_bindir; then
     exit 0
 fi
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-else
-    log "error: PostgreSQL is not installed and we are neither root nor have sudo"
-    exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    log "error: PostgreSQL is not installed and apt-get is not available"
-    exit 1
-fi
-
-log "installing postgresql with apt-get..."
-{
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    # The package starts no cluster here (no init system); we run our own.
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
-} >&2
+"$(dirname "${BASH_SOURCE[0]}")/apt_install.sh" postgresql
 
 if ! find_bindir; then
     log "error: PostgreSQL's server binaries still not found after apt-get install"

@@ -23,25 +23,7 @@ if find_redis; then
     exit 0
 fi
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-else
-    log "error: redis-server is not installed and we are neither root nor have sudo"
-    exit 1
-fi
-
-if ! command -v apt-get >/dev/null 2>&1; then
-    log "error: redis-server is not installed and apt-get is not available"
-    exit 1
-fi
-
-log "installing redis-server with apt-get..."
-{
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
-} >&2
+"$(dirname "${BASH_SOURCE[0]}")/apt_install.sh" redis-server
 
 if ! find_redis; then
     log "error: redis-server still not found after apt-get install"

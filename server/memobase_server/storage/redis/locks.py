@@ -45,7 +45,7 @@ class Lease:
         except Exception as exc:  # Redis down: carry on, the fences in MongoDB still hold
             log.warning("could not check the flush lease %s: %r", self._key, exc)
             return True
-        return bool(current == self._token or current == self._token.encode())
+        return bool(current == self._token)  # the client decodes replies
 
 
 class RedisUserLocks:
