@@ -30,7 +30,8 @@ error is HTTP status != 200, errno != 0 or a transport failure).
 Own stack (default): for each ``--latencies`` value (ms added to every call of the scripted
 model, chat and embeddings: ``POST /_scripted/faults``), a fresh stack on free loopback ports
 (FerretDB on a private PostgreSQL cluster, redis-server, the scripted model, the server with
-the tests' ``ScriptedLLM.server_env()`` and LOG_LEVEL WARNING; ``bench.reads.start_stack``)
+the tests' ``ScriptedLLM.server_env()`` and LOG_LEVEL WARNING unless ``--log-level``;
+``bench.reads.start_stack``)
 and default memory settings, so a user's buffer can also flush by itself (by size) while
 its blobs are inserted, as upstream's does. Before it all, the no-op ceiling: the same loop
 at the same concurrency against ``bench.noop_server``'s REST mode (uvicorn + httptools
@@ -664,6 +665,7 @@ def own_cycle(
     workdir: pathlib.Path,
     phases: Phases,
     buffer_tokens: int | None = None,
+    log_level: str = "WARNING",
 ) -> tuple[Cycle, str]:
     """A fresh stack, the loop at ``latency_ms``, the stack stopped; the cycle and the
     commit the server ran. ``buffer_tokens``: the server's
@@ -675,7 +677,7 @@ def own_cycle(
     with contextlib.ExitStack() as exits:
         print(f"bench: {label}: starting a fresh stack", file=sys.stderr, flush=True)
         commit = _git_commit()  # the code the server runs: taken when it starts
-        stack = start_stack(workdir, exits)
+        stack = start_stack(workdir, exits, log_level=log_level)
         _set_latency(stack.llm_url, latency_ms)
         settle(stack.pids, SETTLE_S)
         phases.done(f"{label} start-up")
@@ -874,7 +876,7 @@ def report(
     else:
         server = (
             "own stack per model latency (FerretDB on PostgreSQL + redis-server + scripted "
-            "model + server, LOG_LEVEL WARNING, "
+            f"model + server, LOG_LEVEL {args.log_level}, "
             + (
                 "default memory settings"
                 if args.buffer_tokens is None
@@ -984,6 +986,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-load", type=float, default=1.5, help="see --wait-idle")
     parser.add_argument("--out", type=pathlib.Path, help="report file (default bench/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
+    parser.add_argument("--log-level", default="WARNING", help="own stack: the server's log level")
     return parser
 
 
@@ -1044,7 +1047,12 @@ def _measure(
     args.commits = {}
     for latency_ms in args.latency_list:
         cycle, commit = own_cycle(
-            latency_ms, work, workdir / f"{latency_ms}ms", phases, args.buffer_tokens
+            latency_ms,
+            work,
+            workdir / f"{latency_ms}ms",
+            phases,
+            args.buffer_tokens,
+            args.log_level,
         )
         cycles.append(cycle)
         args.commits[cycle.label] = commit

@@ -45,7 +45,7 @@ from bench.reads import start_stack
 from memobase_server.domain.events import Event, EventGist
 from memobase_server.domain.models import ROOT_PROJECT_ID, User
 from memobase_server.domain.profiles import ProfileSlot, UserProfile
-from memobase_server.storage.mongo.database import DUE, EVENT_GISTS, EVENTS, SCHEMA, MongoDatabase
+from memobase_server.storage.mongo.database import EVENT_GISTS, EVENTS, SCHEMA, MongoDatabase
 from memobase_server.storage.mongo.events import event_document, gist_document
 from memobase_server.storage.mongo.migrations import LAYOUT, SCHEMA_ID
 from memobase_server.storage.mongo.profiles import MongoProfileRepo
@@ -195,9 +195,7 @@ async def seed(
             made_events, made_gists = _history(user_id, size.gists, rng, dim)
             events.extend(event_document(e) for e in made_events)
             for gist in made_gists:
-                doc = gist_document(gist)
-                del doc[DUE]  # its point goes into the index right here
-                gists.append(doc)
+                gists.append(gist_document(gist))  # its point goes into the index right here
                 points.append(
                     GistPoint(
                         gist.gist_id,
@@ -322,12 +320,15 @@ def measure(size: Size, args: argparse.Namespace) -> Result:
             print(
                 f"  seeded {size.label} in {time.perf_counter() - started:.0f} s", file=sys.stderr
             )
-            return {
-                "MEMOBASE_VECTOR_STORE_PATH": str(vectors),
-                "MEMOBASE_LOG_LEVEL": args.log_level,
-            }
+            return {"MEMOBASE_VECTOR_STORE_PATH": str(vectors)}
 
-        running = start_stack(workdir, stack, before_server=before_server, start_timeout=600)
+        running = start_stack(
+            workdir,
+            stack,
+            before_server=before_server,
+            start_timeout=600,
+            log_level=args.log_level,
+        )
         result = Result(size, seeded["mongo_s"], seeded["index_s"])
         asyncio.run(
             live(running.http_url, running.token, seeded["user_ids"][: args.live], args, result)

@@ -98,7 +98,6 @@ from tests import servers
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 READ_TARGETS: tuple[Target, ...] = ("grpc", "rest")
-SERVER_ENV = {"MEMOBASE_LOG_LEVEL": "WARNING"}
 GROUPS = ("server", "ferretdb", "redis", "scripted-llm")
 """CPU groups on the server side, in report order."""
 
@@ -180,6 +179,7 @@ def start_stack(
     *,
     before_server: Callable[[str, str, dict[str, str]], dict[str, str]] | None = None,
     start_timeout: float = 60,
+    log_level: str = "WARNING",
 ) -> Stack:
     """FerretDB, redis-server, the scripted model and the server: children on free ports.
     `before_server(mongo_url, database, env)` runs before the server starts (to seed its
@@ -205,7 +205,7 @@ def start_stack(
     )
     stack.callback(llm.stop)
     servers.wait_for_port(servers.HOST, llm_port, servers.START_TIMEOUT, process=process)
-    env = {**ScriptedLLM(llm.url, process).server_env(), **SERVER_ENV}
+    env = {**ScriptedLLM(llm.url, process).server_env(), "MEMOBASE_LOG_LEVEL": log_level}
     database = f"memobase_bench_{uuid.uuid4().hex[:8]}"
     if before_server is not None:
         env.update(before_server(ferretdb.url, database, env))

@@ -274,6 +274,7 @@ class Application:
             locks=RedisUserLocks(self.redis, ns, settings.flush_lease_seconds),
             buffer_state=buffer_state,
             gist_queue=gist_queue,
+            index_handoff=self.indexer.offer if self.indexer is not None else None,
             observer=self.metrics,
         )
         self.worker = (

@@ -11,7 +11,7 @@ FlushOutcome = Literal["committed", "failed", "error", "dropped"]
 are marked failed); error: an unexpected exception; dropped: another worker took the flush
 over while it computed (its lease had expired), so its plan was thrown away."""
 
-FlushJobOutcome = Literal["done", "failed", "error", "malformed"]
+FlushJobOutcome = Literal["done", "skipped", "failed", "error", "malformed"]
 """How a worker finished one queued job (it is acknowledged in every case)."""
 
 

@@ -11,7 +11,8 @@ Series:
   Redis when scraped: the stream's length (jobs waiting or being processed; acknowledged jobs
   are deleted) and the age of its oldest entry (0 when empty);
 - `memobase_flush_duration_seconds{outcome}` histogram: one flush (one batch, one flush id);
-- `memobase_flush_jobs_total{reason,outcome}`: queued jobs the workers finished;
+- `memobase_flush_jobs_total{reason,outcome}`: queued jobs the workers finished (`skipped`: a
+  size-triggered job whose buffer a flush emptied meanwhile);
 - `memobase_unkeyed_queries_total{collection,command}`: MongoDB queries that selected by none
   of `_id`, `user_id` or `due` outside an allowed scan (`storage/mongo/query_audit.py`): each
   one reads a whole collection on FerretDB, so anything but 0 is a bug;

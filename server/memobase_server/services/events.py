@@ -244,8 +244,8 @@ class Events:
             )
             for i, line in enumerate(lines)
         ]
-        await self._edits.add_gists(gists)
-        await self._gist_queue.push([event_key(g.project_id, g.user_id, g.gist_id) for g in gists])
+        await self._edits.add_gists(event, gists)
+        await self._gist_queue.push([event_key(event.project_id, event.user_id, event.event_id)])
 
     @staticmethod
     def _topk(topk: int | None) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from memobase_server.config.settings import Settings
@@ -58,6 +59,10 @@ class FlushResult:
     deleted: tuple[str, ...] = ()
 
 
+IndexHandoff = Callable[[str, Sequence[EventGist]], bool]
+"""Takes an event's new gists (by event key) for the vector index; False: not taken."""
+
+
 def flushable_type(blob_type: BlobType) -> BlobType:
     if blob_type not in BUFFERED_BLOB_TYPES:
         raise InvalidArgument(f"Blob type {blob_type.value} is not supported for flushing")
@@ -81,6 +86,7 @@ class FlushService:
         locks: RedisUserLocks,
         buffer_state: RedisBufferState,
         gist_queue: RedisGistQueue,
+        index_handoff: IndexHandoff | None = None,
         observer: FlushObserver = NO_OBSERVER,
     ) -> None:
         self._settings = settings
@@ -96,11 +102,16 @@ class FlushService:
         self._locks = locks
         self._buffer_state = buffer_state
         self._gist_queue = gist_queue
+        self._index_handoff = index_handoff
         self._observer = observer
 
-    async def _queue_for_index(self, gist_keys: list[str]) -> None:
+    async def _index(self, event: Event, gists: list[EventGist]) -> None:
+        """Hands the new gists to this process's indexer, or queues their event for one."""
+        key = event_key(event.project_id, event.user_id, event.event_id)
+        if self._index_handoff is not None and self._index_handoff(key, gists):
+            return
         try:
-            await self._gist_queue.push(gist_keys)
+            await self._gist_queue.push([key])
         except Exception as exc:  # the indexer's sweep over MongoDB finds them later
             log.warning("gists not queued for the index: %r", exc)
 
@@ -126,6 +137,19 @@ class FlushService:
         except Exception as exc:  # the blob is stored; the reconciler queues the flush later
             log.warning("flush not queued after insert: %r", exc)
         return []
+
+    async def still_over_size(self, project_id: str, user_id: str, blob_type: BlobType) -> bool:
+        """Whether the user's idle chats still exceed the size that triggers a flush: a flush
+        that started since then (a sync one, usually) counts from zero again. Without the
+        count (Redis wiped), True: the flush finds out."""
+        try:
+            tokens = await self._buffer_state.tokens(project_id, user_id, blob_type.value)
+        except Exception as exc:
+            log.warning("buffer counter unavailable: %r", exc)
+            return True
+        if tokens is None:
+            return True
+        return tokens > self._settings.max_chat_blob_buffer_token_size
 
     async def request(
         self, project_id: str, user_id: str, blob_type: BlobType, *, wait: bool
@@ -237,7 +261,7 @@ class FlushService:
                 continue
             if record.state is FlushState.COMPUTED and record.plan is not None:
                 log.info("resuming the commit of flush %s", record.flush_id)
-                await self._commit(record, record.plan)
+                await self._commit(record, record.plan, resumed=True)
             elif record.state is FlushState.ABANDONED:
                 log.info("abandoned flush %s; its chats go back to the buffer", record.flush_id)
                 await self._buffer.release(project_id, user_id, record.flush_id)
@@ -283,7 +307,7 @@ class FlushService:
             return None
         crash_point("after_compute")
         try:
-            result = await self._commit(record, plan)
+            result = await self._commit(record, plan, loaded=profile)
         except Exception:
             self._observer.flush_done("error", time.perf_counter() - started)
             raise
@@ -315,51 +339,56 @@ class FlushService:
                 error=reason,
             )
 
-    async def _commit(self, record: FlushRecord, plan: FlushPlan) -> FlushResult:
+    async def _commit(
+        self,
+        record: FlushRecord,
+        plan: FlushPlan,
+        *,
+        loaded: UserProfile | None = None,
+        resumed: bool = False,
+    ) -> FlushResult:
+        """`loaded`: the profile the plan was computed from, as read then; `resumed`: the
+        commit of a flush that died, which may have written some of this already."""
         now = utcnow()
         if plan.event_id is not None:
-            await self._events.insert_event(
-                Event(
-                    project_id=record.project_id,
-                    user_id=record.user_id,
-                    event_id=plan.event_id,
-                    event_tip=plan.event_tip,
-                    event_tags=plan.event_tags,
-                    profile_delta=tuple(
-                        DeltaEntry(op.delta, op.topic, op.sub_topic)
-                        for op in plan.slot_ops
-                        if op.delta is not None
-                    ),
-                    created_at=now,
-                    updated_at=now,
-                    flush_id=plan.flush_id,
-                )
+            event = Event(
+                project_id=record.project_id,
+                user_id=record.user_id,
+                event_id=plan.event_id,
+                event_tip=plan.event_tip,
+                event_tags=plan.event_tags,
+                profile_delta=tuple(
+                    DeltaEntry(op.delta, op.topic, op.sub_topic)
+                    for op in plan.slot_ops
+                    if op.delta is not None
+                ),
+                created_at=now,
+                updated_at=now,
+                flush_id=plan.flush_id,
             )
             vectors = plan.gist_vectors
-            await self._events.insert_gists(
-                [
-                    EventGist(
-                        project_id=record.project_id,
-                        user_id=record.user_id,
-                        gist_id=plan.gist_id(i),
-                        event_id=plan.event_id,
-                        content=content,
-                        created_at=now,
-                        vector=vectors[i] if vectors is not None else None,
-                        embedding_model=plan.embedding_model,
-                    )
-                    for i, content in enumerate(plan.gists)
-                ]
-            )
-            await self._timeline.changed(record.project_id, record.user_id)
-            await self._queue_for_index(
-                [
-                    event_key(record.project_id, record.user_id, plan.gist_id(i))
-                    for i in range(len(plan.gists))
-                ]
-            )
+            gists = [
+                EventGist(
+                    project_id=record.project_id,
+                    user_id=record.user_id,
+                    gist_id=plan.gist_id(i),
+                    event_id=plan.event_id,
+                    content=content,
+                    created_at=now,
+                    vector=vectors[i] if vectors is not None else None,
+                    embedding_model=plan.embedding_model,
+                )
+                for i, content in enumerate(plan.gists)
+            ]
+            await self._events.insert_event(event, gists)
+            if resumed:  # the stored event may be an earlier attempt's: read it back
+                await self._timeline.changed(record.project_id, record.user_id)
+            else:
+                await self._timeline.added(event, gists)
+            if gists:
+                await self._index(event, gists)
         crash_point("after_event")
-        changes = await self._apply_profile(record, plan)
+        changes = await self._apply_profile(record, plan, loaded)
         crash_point("after_profile")
         keep = self._settings.persistent_chat_blobs or record.blob_type is not BlobType.CHAT
         await self._buffer.settle(
@@ -370,7 +399,9 @@ class FlushService:
         )
         return FlushResult(plan.event_id, changes.added, changes.updated, changes.deleted)
 
-    async def _apply_profile(self, record: FlushRecord, plan: FlushPlan) -> ProfileChanges:
+    async def _apply_profile(
+        self, record: FlushRecord, plan: FlushPlan, loaded: UserProfile | None
+    ) -> ProfileChanges:
         if not plan.slot_ops:
             return ProfileChanges()
         outcome = ProfileChanges()
@@ -382,5 +413,5 @@ class FlushService:
             updated, outcome = apply_slot_ops(profile, plan.slot_ops, plan.flush_id, utcnow())
             return updated
 
-        await self._profiles.update(record.project_id, record.user_id, change)
+        await self._profiles.update(record.project_id, record.user_id, change, loaded=loaded)
         return outcome

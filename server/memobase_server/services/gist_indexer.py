@@ -1,15 +1,18 @@
-"""Feeds the vector index from MongoDB. Whoever makes a gist stores it (with its embedding, when
-it could be made) in MongoDB and queues its key in Redis; this one indexer, in the process that
-owns the index, reads the queued gists by key, embeds what lacks a vector of the current model
-and upserts into the index. A pass over the gists still marked due for the index (at start-up,
-then every minute; it reads only those, in batches with a pause between them so requests keep
-their share of the database) catches whatever the queue lost. So the index can be rebuilt from
-MongoDB at any time without a single LLM call, and no scan runs on the hot path."""
+"""Feeds the vector index from MongoDB. Whoever makes gists stores them (with their embeddings,
+when they could be made) in MongoDB, then their event marked due for the index, and queues the
+event's key in Redis; this one indexer, in the process that owns the index, reads the queued
+events' gists, embeds what lacks a vector of the current model, upserts into the index and
+clears the event's mark. A flush that runs in this process hands its gists over directly
+(`offer`): nothing is read back. A pass over what is still marked due (at start-up, then every
+minute; it reads only those, in batches with a pause between them so requests keep their share
+of the database) catches whatever a queue lost. So the index can be rebuilt from MongoDB at any
+time without a single LLM call, and no scan runs on the hot path."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from memobase_server.domain.errors import MemobaseError
@@ -25,6 +28,9 @@ BATCH = 256
 WAIT_SECONDS = 2.0
 SWEEP_SECONDS = 60.0
 SWEEP_PAUSE_SECONDS = 0.05
+OFFERED_MAX = 10_000
+"""Events handed over in process and not indexed yet; past this, offers are refused (the
+caller queues them in Redis instead)."""
 
 
 class GistIndexer:
@@ -39,8 +45,28 @@ class GistIndexer:
         self._index = index
         self._embedder = embedder
         self._queue = queue
+        self._offered: asyncio.Queue[tuple[str, list[EventGist]]] = asyncio.Queue(OFFERED_MAX)
+        self._running = False
+
+    def offer(self, event_key: str, gists: Sequence[EventGist]) -> bool:
+        """Takes a just-stored event's gists (with their vectors) for indexing, unless this
+        indexer is not running or is behind; False means: queue the event in Redis."""
+        if not self._running:
+            return False
+        try:
+            self._offered.put_nowait((event_key, list(gists)))
+        except asyncio.QueueFull:
+            return False
+        return True
 
     async def run(self) -> None:
+        self._running = True
+        try:
+            await asyncio.gather(self._run_queued(), self._run_offered())
+        finally:
+            self._running = False
+
+    async def _run_queued(self) -> None:
         last_sweep = -SWEEP_SECONDS
         loop = asyncio.get_running_loop()
         while True:
@@ -49,12 +75,25 @@ class GistIndexer:
                     await self._sweep()
                     last_sweep = loop.time()
                 keys = await self._queue.pop(BATCH, WAIT_SECONDS)
-                await self.index(await self._repo.get_gists(keys))
+                if keys:
+                    await self.index_events(await self._repo.gists_of_events(keys))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("gist indexer: %r; retrying", exc)
                 await asyncio.sleep(1.0)
+
+    async def _run_offered(self) -> None:
+        while True:
+            batch = [await self._offered.get()]
+            while len(batch) < BATCH and not self._offered.empty():
+                batch.append(self._offered.get_nowait())
+            try:
+                await self.index_events(dict(batch))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # still due in MongoDB: the next sweep indexes them
+                log.warning("gist indexer: %r; left to the sweep", exc)
 
     async def _sweep(self) -> None:
         while True:
@@ -63,13 +102,30 @@ class GistIndexer:
             await asyncio.sleep(SWEEP_PAUSE_SECONDS)
 
     async def index_pending(self) -> int:
-        """Indexes one batch of unindexed gists found in MongoDB; returns how many."""
-        return await self.index(await self._repo.unindexed(BATCH))
+        """Indexes one batch of what MongoDB says is due; returns how many events (or gists
+        marked one by one, by layout 2) are no longer due."""
+        events = await self._repo.due_events(BATCH)
+        if events:
+            return await self.index_events(await self._repo.gists_of_events(events))
+        ready = await self._index_gists(await self._repo.unindexed(BATCH))
+        await self._repo.mark_indexed(ready)
+        return len(ready)
 
-    async def index(self, gists: list[EventGist]) -> int:
-        """Embeds (where needed) and upserts the gists; returns how many were indexed."""
-        if not gists:
+    async def index_events(self, events: Mapping[str, Sequence[EventGist]]) -> int:
+        """Embeds (where needed) and upserts the events' gists, then clears the mark of each
+        event whose gists are all indexed; returns how many events that is."""
+        if not events:
             return 0
+        ready = await self._index_gists([g for gists in events.values() for g in gists])
+        ready_ids = {g.gist_id for g in ready}
+        done = [key for key, gists in events.items() if all(g.gist_id in ready_ids for g in gists)]
+        await self._repo.mark_events_indexed(done)
+        return len(done)
+
+    async def _index_gists(self, gists: list[EventGist]) -> list[EventGist]:
+        """Embeds (where needed) and upserts; returns the gists now in the index."""
+        if not gists:
+            return []
         gists = await self._with_vectors(gists)
         ready = [g for g in gists if g.vector is not None]
         if ready:
@@ -88,8 +144,7 @@ class GistIndexer:
                     for g in ready
                 ]
             )
-            await self._repo.mark_indexed(ready)
-        return len(ready)
+        return ready
 
     async def _with_vectors(self, gists: list[EventGist]) -> list[EventGist]:
         model = self._embedder.model_name

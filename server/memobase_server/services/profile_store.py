@@ -1,6 +1,6 @@
 """Profiles as every caller sees them: MongoDB behind a versioned Redis read cache. All profile
 writes (the pipeline's and the API's) go through here, so the cache can never go stale; each
-write fills the cache again through the read path, so the next read is a hit."""
+write stores what it wrote in the cache, so the next read is a hit."""
 
 from __future__ import annotations
 
@@ -66,20 +66,24 @@ class ProfileStore:
         project_id: str,
         user_id: str,
         change: Callable[[UserProfile], Awaitable[UserProfile | None]],
+        *,
+        loaded: UserProfile | None = None,
     ) -> UserProfile | None:
         """Applies `change` with optimistic concurrency (re-reading on a conflict). `change`
-        returns the new profile, or None to write nothing."""
+        returns the new profile, or None to write nothing. `loaded`: the profile as the
+        caller read it a moment ago, tried first (the save fails if it has changed since)."""
         for _ in range(WRITE_ATTEMPTS):
-            profile = await self._repo.load(project_id, user_id)
+            profile = loaded or await self._repo.load(project_id, user_id)
+            loaded = None
             updated = await change(profile)
             if updated is None:
                 return None
             if await self._repo.save(updated, profile.version):
-                await self._cache.bump(project_id, user_id)
-                try:
-                    await self.slots(project_id, user_id)
-                except Exception as exc:  # saved; the next reader loads it instead
-                    log.warning("profile cache not refilled: %r", exc)
+                # The next read is a hit, without reading back what was just written.
+                version = await self._cache.bump(project_id, user_id)
+                await self._cache.put(
+                    project_id, user_id, version, [_encode(s) for s in updated.slots]
+                )
                 return updated
         raise FailedPrecondition("The profile kept changing during this write; retry later")
 

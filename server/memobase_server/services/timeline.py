@@ -1,11 +1,13 @@
 """A user's events and gists as readers see them: MongoDB behind versioned Redis read caches.
-Every event or gist write goes through `changed`, which invalidates both and fills them again
-(the read path, so the version protocol keeps it safe): the first read after a flush or an
-edit is a cache hit, and the writer, not the next reader, pays for the load."""
+Every event or gist write goes through `added` (a flush's new event: the cached lists are
+extended when current) or `changed` (edits: both are invalidated and filled again through the
+read path, so the version protocol keeps it safe): the first read after a flush or an edit is
+a cache hit, and the writer, not the next reader, pays for it."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +62,20 @@ def _decode_gist(project_id: str, user_id: str, raw: dict[str, Any]) -> EventGis
     )
 
 
+def _appending(
+    new: list[dict[str, Any]],
+) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Adds entries to a cached list in the order MongoDB returns it (time, then id),
+    skipping those already there (a resumed write)."""
+
+    def change(cached: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        known = {entry["id"] for entry in cached}
+        merged = cached + [entry for entry in new if entry["id"] not in known]
+        return sorted(merged, key=lambda e: (datetime.fromisoformat(e["created_at"]), e["id"]))
+
+    return change
+
+
 class Timeline:
     def __init__(
         self, repo: MongoEventRepo, events_cache: RedisReadCache, gists_cache: RedisReadCache
@@ -87,6 +103,22 @@ class Timeline:
         gists = await self._repo.list_gists(project_id, user_id)
         await self._gists_cache.put(project_id, user_id, version, [_encode_gist(g) for g in gists])
         return gists
+
+    async def added(self, event: Event, gists: Sequence[EventGist]) -> None:
+        """After a new event and its gists are stored: the cached timeline, when current, is
+        extended with them (no read of MongoDB); otherwise it is filled from MongoDB."""
+        project_id, user_id = event.project_id, event.user_id
+        try:
+            if not await self._events_cache.amend(
+                project_id, user_id, _appending([_encode_event(event)])
+            ):
+                await self.events(project_id, user_id)
+            if not await self._gists_cache.amend(
+                project_id, user_id, _appending([_encode_gist(g) for g in gists])
+            ):
+                await self.gists(project_id, user_id)
+        except Exception as exc:  # the write is done; the next reader loads instead
+            log.warning("timeline cache not refilled: %r", exc)
 
     async def changed(self, project_id: str, user_id: str) -> None:
         await self._invalidate(project_id, user_id)

@@ -103,6 +103,10 @@ class FlushWorker:
     async def _flush(self, job: FlushJob) -> FlushJobOutcome:
         try:
             await self._queue.started(job)
+            if job.reason == "size" and not await self._flushes.still_over_size(
+                job.project_id, job.user_id, BlobType(job.blob_type)
+            ):
+                return "skipped"
             await self._flushes.flush_now(
                 job.project_id,
                 job.user_id,

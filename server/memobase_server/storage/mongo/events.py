@@ -1,7 +1,10 @@
 """EventRepo and GistRepo on MongoDB. Ids derive from the flush that made them, so writing an
 event or a gist twice is a no-op. A gist's embedding lives apart from its text, in
 `gist_vectors` under the same `_id`: reads of a timeline never carry vectors, and only the
-indexer loads them, by key."""
+indexer loads them. An event whose gists are not all in the vector index yet carries `due`
+(written after its gists): the indexer clears it with one keyed update per event, where a
+mark on every gist would cost a write per gist. Gists stored by layout 2 carry their own
+`due` until indexed."""
 
 from __future__ import annotations
 
@@ -26,14 +29,20 @@ from memobase_server.storage.mongo.database import (
     Document,
     MongoDatabase,
 )
-from memobase_server.storage.mongo.query_audit import allow_scan
 
 
 def event_key(project_id: str, user_id: str, event_id: str) -> str:
     return f"{project_id}:{user_id}:{event_id}"
 
 
-def event_document(event: Event) -> Document:
+def event_document(event: Event, *, due_for_index: bool = False) -> Document:
+    doc = event_fields(event)
+    if due_for_index:
+        doc[DUE] = DUE_INDEX
+    return doc
+
+
+def event_fields(event: Event) -> Document:
     return {
         "_id": event_key(event.project_id, event.user_id, event.event_id),
         "project_id": event.project_id,
@@ -81,7 +90,6 @@ def gist_document(gist: EventGist) -> Document:
         "event_id": gist.event_id,
         "content": gist.content,
         "created_at": gist.created_at,
-        DUE: DUE_INDEX,
     }
 
 
@@ -138,18 +146,16 @@ class MongoEventRepo:
         self._gists = db.collection(EVENT_GISTS)
         self._vectors = db.collection(GIST_VECTORS)
 
-    async def insert_event(self, event: Event) -> None:
-        """Idempotent: an event already stored under this id is left as it is."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._events.insert_one(event_document(event))
-
-    async def insert_gists(self, gists: Sequence[EventGist]) -> None:
-        """Idempotent per gist id. Vectors first: a gist is never due for the index before
-        the vector it came with is stored."""
+    async def insert_event(self, event: Event, gists: Sequence[EventGist]) -> None:
+        """Idempotent: an event or gist already stored under its id is left as it is. The
+        vectors come first and the event last, due for the index when it has gists: by the
+        time the indexer can see the event, everything it needs is stored."""
         await _insert_ignoring_duplicates(
             self._vectors, [vector_document(g) for g in gists if g.vector is not None]
         )
         await _insert_ignoring_duplicates(self._gists, [gist_document(g) for g in gists])
+        with contextlib.suppress(DuplicateKeyError):
+            await self._events.insert_one(event_document(event, due_for_index=bool(gists)))
 
     async def list_events(self, project_id: str, user_id: str) -> list[Event]:
         cursor = self._events.find({"project_id": project_id, "user_id": user_id}).sort(
@@ -178,10 +184,10 @@ class MongoEventEditRepo:
         return to_event(doc) if doc else None
 
     async def replace(self, event: Event) -> bool:
-        result = await self._events.replace_one(
-            {"_id": event_key(event.project_id, event.user_id, event.event_id)},
-            event_document(event),
-        )
+        """Rewrites the event's fields; whether it is due for the index stays as it was."""
+        fields = event_fields(event)
+        key = fields.pop("_id")
+        result = await self._events.update_one({"_id": key}, {"$set": fields})
         return result.matched_count == 1
 
     async def delete(self, project_id: str, user_id: str, event_id: str) -> bool:
@@ -194,9 +200,14 @@ class MongoEventEditRepo:
         await self._gists.delete_many(selector)
         await self._vectors.delete_many(selector)
 
-    async def add_gists(self, gists: Sequence[EventGist]) -> None:
+    async def add_gists(self, event: Event, gists: Sequence[EventGist]) -> None:
+        """New gists of a stored event, which becomes due for the index."""
         if gists:
             await self._gists.insert_many([gist_document(g) for g in gists], ordered=False)
+        await self._events.update_one(
+            {"_id": event_key(event.project_id, event.user_id, event.event_id)},
+            {"$set": {DUE: DUE_INDEX}},
+        )
 
     async def _with_vector(self, gist: EventGist) -> EventGist:
         doc = await self._vectors.find_one({"_id": gist_key(gist)})
@@ -206,32 +217,47 @@ class MongoEventEditRepo:
             gist, vector=unpack_vector(doc["vector"]), embedding_model=doc.get("embedding_model")
         )
 
-    async def get_gists(self, keys: Sequence[str]) -> list[EventGist]:
-        """The gists (with their vectors) of these keys that exist: two queries per user."""
+    async def gists_of_events(self, event_keys: Sequence[str]) -> dict[str, list[EventGist]]:
+        """The gists (with their vectors) of these events, by event key: two queries per
+        user. Events that no longer exist map to no gists."""
         by_user: dict[tuple[str, str], list[str]] = {}
-        for key in keys:
-            project_id, user_id, _ = key.rsplit(":", 2)  # user and gist ids are UUIDs
-            by_user.setdefault((project_id, user_id), []).append(key)
-        found: list[EventGist] = []
-        for (project_id, user_id), mine in by_user.items():
-            selector = {"project_id": project_id, "user_id": user_id, "_id": {"$in": mine}}
+        for key in event_keys:
+            project_id, user_id, event_id = key.rsplit(":", 2)  # user and event ids are UUIDs
+            by_user.setdefault((project_id, user_id), []).append(event_id)
+        found: dict[str, list[EventGist]] = {key: [] for key in event_keys}
+        for (project_id, user_id), event_ids in by_user.items():
+            selector = {
+                "project_id": project_id,
+                "user_id": user_id,
+                "event_id": {"$in": event_ids},
+            }
             gists = [to_gist(doc) async for doc in self._gists.find(selector)]
             vectors = {doc["_id"]: doc async for doc in self._vectors.find(selector)}
             for gist in gists:
                 vector = vectors.get(gist_key(gist))
-                found.append(
+                key = event_key(project_id, user_id, gist.event_id)
+                found.setdefault(key, []).append(
                     replace(
                         gist,
                         vector=unpack_vector(vector["vector"]),
                         embedding_model=vector.get("embedding_model"),
                     )
-                    if vector
+                    if vector is not None
                     else gist
                 )
         return found
 
+    async def due_events(self, limit: int) -> list[str]:
+        """Keys of up to `limit` events whose gists are not all indexed yet."""
+        cursor = self._events.find({DUE: DUE_INDEX}, projection={"_id": 1}).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def mark_events_indexed(self, event_keys: Sequence[str]) -> None:
+        for key in event_keys:
+            await self._events.update_one({"_id": key, DUE: DUE_INDEX}, {"$unset": {DUE: ""}})
+
     async def unindexed(self, limit: int) -> list[EventGist]:
-        """Up to `limit` gists not yet in the vector index, with their vectors."""
+        """Up to `limit` gists marked due by layout 2, with their vectors."""
         cursor = self._gists.find({DUE: DUE_INDEX}).limit(limit)
         gists = [to_gist(doc) async for doc in cursor]
         return list(await asyncio.gather(*(self._with_vector(g) for g in gists)))
@@ -258,8 +284,3 @@ class MongoEventEditRepo:
                 },
                 {"$unset": {DUE: ""}},
             )
-
-    async def mark_all_unindexed(self) -> None:
-        """For a rebuild of the vector index: every gist is due again (a full pass)."""
-        with allow_scan("vector index rebuild"):
-            await self._gists.update_many({}, {"$set": {DUE: DUE_INDEX}})

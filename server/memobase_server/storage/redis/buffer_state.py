@@ -10,6 +10,8 @@ import redis.asyncio as aioredis
 
 from memobase_server.storage.redis import keys
 
+FLUSHED_COUNT_TTL_SECONDS = 86_400
+
 
 def _member(project_id: str, user_id: str, blob_type: str) -> str:
     return f"{project_id}|{user_id}|{blob_type}"
@@ -26,8 +28,9 @@ class RedisBufferState:
         key = keys.buffer_tokens(self._namespace, project_id, user_id, blob_type)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.incrby(key, tokens)
+            pipe.persist(key)  # a count of idle chats lives until their flush
             pipe.zadd(self._last_insert, {_member(project_id, user_id, blob_type): time.time()})
-            total, _ = await pipe.execute()
+            total, _, _ = await pipe.execute()
         return int(total)
 
     async def restore(
@@ -40,9 +43,20 @@ class RedisBufferState:
             pipe.zadd(self._last_insert, {_member(project_id, user_id, blob_type): last_insert})
             await pipe.execute()
 
-    async def flushed(self, project_id: str, user_id: str, blob_type: str) -> None:
-        await self._redis.delete(
+    async def tokens(self, project_id: str, user_id: str, blob_type: str) -> int | None:
+        """The user's idle tokens of that type; None when not counted (expired, or wiped)."""
+        raw = await self._redis.get(
             keys.buffer_tokens(self._namespace, project_id, user_id, blob_type)
+        )
+        return None if raw is None else int(raw)
+
+    async def flushed(self, project_id: str, user_id: str, blob_type: str) -> None:
+        """A flush of the user starts: it takes every idle chat, so counting starts again.
+        The zero is kept for a while, so a job queued before it knows it is not needed."""
+        await self._redis.set(
+            keys.buffer_tokens(self._namespace, project_id, user_id, blob_type),
+            0,
+            ex=FLUSHED_COUNT_TTL_SECONDS,
         )
         await self._redis.zrem(self._last_insert, _member(project_id, user_id, blob_type))
 

@@ -1,4 +1,5 @@
-"""The indexer's queue: gists written by any process, waiting for the vector index."""
+"""The indexer's queue: keys of events written by any process whose gists wait for the vector
+index."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ class RedisGistQueue:
         self._redis = redis
         self._key = keys.gists_to_index(namespace)
 
-    async def push(self, gist_keys: Sequence[str]) -> None:
-        if gist_keys:
-            await self._redis.rpush(self._key, *gist_keys)
+    async def push(self, event_keys: Sequence[str]) -> None:
+        if event_keys:
+            await self._redis.rpush(self._key, *event_keys)
 
     async def pop(self, count: int, wait_s: float) -> list[str]:
         """Up to `count` keys; waits up to `wait_s` for the first one."""

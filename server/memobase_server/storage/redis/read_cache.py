@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -59,11 +60,25 @@ class RedisReadCache:
         except Exception as exc:
             log.warning("read cache not stored: %r", exc)
 
-    async def bump(self, project_id: str, user_id: str) -> None:
-        """Call after every write of the underlying data."""
+    async def bump(self, project_id: str, user_id: str) -> int:
+        """Call after every write of the underlying data; returns the new version (-1 when
+        Redis is unreachable). A writer may `put` what it wrote under that version: a write
+        that lands meanwhile bumps past it."""
         version_key, _ = self._keys(project_id, user_id)
         try:
-            await self._redis.incr(version_key)
+            return int(await self._redis.incr(version_key))
         except Exception as exc:
             # The entry then lives until its TTL: bounded staleness rather than a failed write.
             log.warning("read cache version not bumped: %r", exc)
+            return -1
+
+    async def amend(self, project_id: str, user_id: str, change: Callable[[Any], Any]) -> bool:
+        """Call after a write that `change` describes (it maps the cached value to the
+        written one): bumps the version and, when the cached value was current and no other
+        write bumped in between, stores it changed. False: the caller refills it instead."""
+        version, cached = await self.get(project_id, user_id)
+        bumped = await self.bump(project_id, user_id)
+        if cached is None or version < 0 or bumped != version + 1:
+            return False
+        await self.put(project_id, user_id, bumped, change(cached))
+        return True
