@@ -4,6 +4,7 @@ per session. Tests talk to it over gRPC and HTTP like any client."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,16 @@ from tests import servers
 
 ROOT_TOKEN = "test-root-token"
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    """Waits until `check()` holds (polling), failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached in time")
 
 
 @dataclass

@@ -621,7 +621,8 @@ def background(
     redis_url: str,
     scripted_llm: ScriptedLLM,
 ) -> Iterator[Deployment]:
-    """In-process workers, a low size threshold and a 2 s idle flush."""
+    """In-process workers, a low size threshold (flushing at once, while inserts go on) and a
+    2 s idle flush."""
     with deploy(
         tmp_path_factory.mktemp("faults-background"),
         mongo_url,
@@ -629,6 +630,7 @@ def background(
         scripted_llm,
         MEMOBASE_FLUSH_WORKERS="4",
         MEMOBASE_MAX_CHAT_BLOB_BUFFER_TOKEN_SIZE="150",
+        MEMOBASE_FLUSH_INSERT_PAUSE_SECONDS="0",
         MEMOBASE_BUFFER_FLUSH_INTERVAL="2",
     ) as deployment:
         yield deployment

@@ -4,7 +4,6 @@ stdio."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pathlib
 import subprocess
@@ -12,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -24,7 +23,7 @@ from mcp.types import CallToolResult, TextContent
 from memobase_grpc import MemobaseClient, as_user_id
 from memobase_grpc.mcp import ConfigError, MCPSettings
 from tests import servers
-from tests.conftest import ScriptedLLM, Stack, stop_server
+from tests.conftest import ScriptedLLM, Stack, eventually, stop_server
 
 TOOLS = {"save_memory", "search_memories", "get_user_profiles"}
 
@@ -77,15 +76,6 @@ def mcp_server(stack: Stack, workdir: pathlib.Path) -> Iterator[McpServer]:
 def text(result: CallToolResult) -> str:
     assert not result.is_error, result.content
     return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_saved_memory_is_searchable_and_in_the_profile(

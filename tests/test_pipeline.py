@@ -126,6 +126,24 @@ def test_buffer_past_the_size_threshold_flushes_by_itself(
     assert len(events(database, user.user_id)) == 1
 
 
+def test_a_burst_of_chats_past_the_size_makes_one_flush(
+    sdk: MemoBaseClient, database: Database[Any], llm: ScriptedLLM
+) -> None:
+    """The size is passed at the third chat; the flush waits for the inserts to pause, so the
+    chats that follow at once are in the same batch (one round of model calls), and the jobs
+    the later chats queued find the buffer emptied and skip."""
+    user = sdk.get_or_create_user(str(uuid.uuid4()))
+    filler = " ".join(["Also some long story about my day"] * 60)
+    user.insert(chat("I moved to Berlin."))
+    for _ in range(6):
+        user.insert(chat(filler))
+    wait_until(lambda: user.get_all(BlobType.chat) == [] and user.buffer(BlobType.chat) == [])
+    [record] = database["flushes"].find({"user_id": user.user_id})
+    assert len(record["blob_ids"]) == 7
+    assert record["state"] == "committed"
+    assert llm.stats()["calls"].get("extract") == 1
+
+
 def test_sync_insert_past_the_threshold_returns_the_flush_results(
     stack: Stack, sdk: MemoBaseClient, database: Database[Any], llm: ScriptedLLM
 ) -> None:

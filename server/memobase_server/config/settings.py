@@ -68,6 +68,9 @@ class Settings(BaseModel):
     # lease (and its queued job) is taken over this long after it died.
     flush_lease_seconds: float = Field(default=15.0, ge=1)
     flush_max_attempts: int = Field(default=3, ge=1)
+    # A flush the buffer's size triggered waits for the user's inserts to pause this long
+    # (at most 6 times as long), so a burst of chats makes one batch; 0: at once.
+    flush_insert_pause_seconds: float = Field(default=0.5, ge=0, le=60)
     reconcile_interval_seconds: float = Field(default=10.0, ge=1)
     qdrant_url: str | None = None  # a Qdrant server; default: the embedded engine on disk
     vector_store_path: str = ".data/vectors"

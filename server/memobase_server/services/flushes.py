@@ -14,6 +14,7 @@ A crash anywhere leaves either a claim (redone from the chats) or a plan (commit
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -58,6 +59,9 @@ class FlushResult:
     updated: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
 
+
+PAUSE_LIMIT = 6
+"""A size-triggered flush waits at most this many pauses for the user's inserts to stop."""
 
 IndexHandoff = Callable[[str, Sequence[EventGist]], bool]
 """Takes an event's new gists (by event key) for the vector index; False: not taken."""
@@ -138,18 +142,28 @@ class FlushService:
             log.warning("flush not queued after insert: %r", exc)
         return []
 
-    async def still_over_size(self, project_id: str, user_id: str, blob_type: BlobType) -> bool:
-        """Whether the user's idle chats still exceed the size that triggers a flush: a flush
-        that started since then (a sync one, usually) counts from zero again. Without the
-        count (Redis wiped), True: the flush finds out."""
+    async def size_flush_due(self, project_id: str, user_id: str, blob_type: BlobType) -> bool:
+        """For a flush queued because the user's buffer grew past its size: waits for a pause
+        in the user's inserts (a burst of chats then makes one batch, not several), then
+        says whether the idle chats still exceed that size. A flush that started since (a
+        sync one, usually) counts from zero again. Without the count (Redis wiped): True,
+        the flush finds out."""
+        kind = blob_type.value
+        pause = self._settings.flush_insert_pause_seconds
         try:
-            tokens = await self._buffer_state.tokens(project_id, user_id, blob_type.value)
+            waited = 0.0
+            while waited < pause * PAUSE_LIMIT:
+                last = await self._buffer_state.last_insert(project_id, user_id, kind)
+                quiet = pause if last is None else time.time() - last
+                if quiet >= pause:
+                    break
+                await asyncio.sleep(pause - quiet)
+                waited += pause - quiet
+            tokens = await self._buffer_state.tokens(project_id, user_id, kind)
         except Exception as exc:
             log.warning("buffer counter unavailable: %r", exc)
             return True
-        if tokens is None:
-            return True
-        return tokens > self._settings.max_chat_blob_buffer_token_size
+        return tokens is None or tokens > self._settings.max_chat_blob_buffer_token_size
 
     async def request(
         self, project_id: str, user_id: str, blob_type: BlobType, *, wait: bool
@@ -188,19 +202,21 @@ class FlushService:
             await self._buffer_state.flushed(project_id, user_id, blob_type.value)
             results: list[FlushResult] = []
             empty_claims = 0
-            while True:
+            finished = False
+            while not finished:
                 if not await lease.held():
                     # Lost to a wiped Redis or a long pause: whoever holds it now carries on
                     # (claim fences keep the two apart meanwhile).
                     log.warning("flush of %s/%s stops: its lease was lost", project_id, user_id)
                     return results
-                entries = await self._buffer.waiting(
+                waiting = await self._buffer.next_batch(
                     project_id,
                     user_id,
                     blob_type,
                     max_tokens=settings.max_chat_blob_buffer_process_token_size,
                     max_attempts=settings.flush_max_attempts if not retry_failed else 2**31,
                 )
+                entries = waiting.entries
                 if not entries:
                     return results
                 # The record comes first: entries are never processing under a flush id that
@@ -232,9 +248,13 @@ class FlushService:
                     continue
                 if len(batch) < len(entries):
                     record = await self._flushes.narrow(record, tuple(b.blob_id for b in batch))
+                # Chats inserted from now on are left to their own trigger: when this batch
+                # holds all that waited, there is no need to look again.
+                finished = waiting.complete and len(batch) == len(entries)
                 result = await self._run(pipeline, record, batch)
                 if result is not None:
                     results.append(result)
+            return results
 
     async def recover(self, project_id: str, user_id: str) -> None:
         """Settles flushes a dead worker left behind. Call only under the user's lease."""

@@ -103,7 +103,7 @@ class FlushWorker:
     async def _flush(self, job: FlushJob) -> FlushJobOutcome:
         try:
             await self._queue.started(job)
-            if job.reason == "size" and not await self._flushes.still_over_size(
+            if job.reason == "size" and not await self._flushes.size_flush_due(
                 job.project_id, job.user_id, BlobType(job.blob_type)
             ):
                 return "skipped"

@@ -3,6 +3,7 @@ blob and queueing it for a flush is one atomic write (FerretDB has no transactio
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -155,6 +156,13 @@ class WaitingEntry:
         return self.blob.blob_id
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingBatch:
+    entries: list[WaitingEntry]
+    complete: bool
+    """No other entry was waiting (when it was read)."""
+
+
 class MongoBufferRepo:
     """The buffer side of blob documents: claiming entries for a flush and settling them.
     Entries not yet done carry `due`, so every query here reads only the entries still in
@@ -185,6 +193,21 @@ class MongoBufferRepo:
     ) -> list[WaitingEntry]:
         """The oldest waiting entries (idle, or failed fewer than `max_attempts` times), up
         to `max_tokens` (at least one)."""
+        batch = await self.next_batch(
+            project_id, user_id, blob_type, max_tokens=max_tokens, max_attempts=max_attempts
+        )
+        return batch.entries
+
+    async def next_batch(
+        self,
+        project_id: str,
+        user_id: str,
+        blob_type: BlobType,
+        *,
+        max_tokens: int,
+        max_attempts: int,
+    ) -> WaitingBatch:
+        """`waiting`, and whether those were all the entries waiting."""
         waiting = self._blobs.find(
             {
                 **self._of_user(project_id, user_id),
@@ -203,12 +226,13 @@ class MongoBufferRepo:
         async for doc in waiting:
             size = int(doc["buffer"].get("token_size", 0))
             if chosen and total + size > max_tokens:
-                break
+                await waiting.close()
+                return WaitingBatch(chosen, complete=False)
             chosen.append(
                 WaitingEntry(doc["_id"], _to_blob(doc), int(doc["buffer"].get("claims", 0)))
             )
             total += size
-        return chosen
+        return WaitingBatch(chosen, complete=True)
 
     async def _win_claims(
         self, project_id: str, user_id: str, entries: list[WaitingEntry], flush_id: str
@@ -329,21 +353,25 @@ class MongoBufferRepo:
         Failed entries stay due: a later flush retries them."""
         selector = self._processing(project_id, user_id, flush_id)
         if delete:
-            await self._blobs.update_many(
-                {**selector, _KEYED: True},
-                {
-                    "$set": {
-                        _TOMBSTONE: True,
-                        "blob_data": {},
-                        "fields": None,
-                        "buffer.status": BufferStatus.DONE.value,
-                        "buffer.updated_at": utcnow(),
+            # Three independent writes, sent at once: a claim fence dropped early can only be
+            # won again by a claimer whose entry counter has moved on (see `claim`).
+            await asyncio.gather(
+                self._blobs.update_many(
+                    {**selector, _KEYED: True},
+                    {
+                        "$set": {
+                            _TOMBSTONE: True,
+                            "blob_data": {},
+                            "fields": None,
+                            "buffer.status": BufferStatus.DONE.value,
+                            "buffer.updated_at": utcnow(),
+                        },
+                        "$unset": {DUE: ""},
                     },
-                    "$unset": {DUE: ""},
-                },
+                ),
+                self._blobs.delete_many({**selector, _KEYED: {"$ne": True}}),
+                self._drop_claims(project_id, user_id, flush_id),
             )
-            await self._blobs.delete_many(selector)
-            await self._drop_claims(project_id, user_id, flush_id)
             return
         update: Document = {
             "$set": {

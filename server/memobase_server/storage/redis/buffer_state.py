@@ -50,6 +50,11 @@ class RedisBufferState:
         )
         return None if raw is None else int(raw)
 
+    async def last_insert(self, project_id: str, user_id: str, blob_type: str) -> float | None:
+        """When the user last inserted an entry not yet taken by a flush (epoch seconds)."""
+        score = await self._redis.zscore(self._last_insert, _member(project_id, user_id, blob_type))
+        return None if score is None else float(score)
+
     async def flushed(self, project_id: str, user_id: str, blob_type: str) -> None:
         """A flush of the user starts: it takes every idle chat, so counting starts again.
         The zero is kept for a while, so a job queued before it knows it is not needed."""

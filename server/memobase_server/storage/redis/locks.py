@@ -31,6 +31,9 @@ return 0
 """
 
 
+MAX_POLL_SECONDS = 0.25
+
+
 class Lease:
     """A held lease: `held()` asks Redis whether it is still this holder's."""
 
@@ -55,6 +58,9 @@ class RedisUserLocks:
         self._lease_ms = int(lease_s * 1000)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        # Waiters in this process, woken when a lease of this process is released; waiters
+        # on another process's lease poll.
+        self._released: dict[str, asyncio.Event] = {}
 
     @contextlib.asynccontextmanager
     async def hold(self, project_id: str, user_id: str, *, wait_s: float) -> AsyncIterator[Lease]:
@@ -70,16 +76,29 @@ class RedisUserLocks:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            await self._release(keys=[key], args=[token])
+            try:
+                await self._release(keys=[key], args=[token])
+            finally:
+                self._wake(key)
+
+    def _wake(self, key: str) -> None:
+        released = self._released.pop(key, None)
+        if released is not None:
+            released.set()
 
     async def _acquire(self, key: str, token: str, wait_s: float) -> None:
-        deadline = asyncio.get_running_loop().time() + wait_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
         delay = 0.02
         while not await self._redis.set(key, token, nx=True, px=self._lease_ms):
-            if asyncio.get_running_loop().time() >= deadline:
+            left = deadline - loop.time()
+            if left <= 0:
+                self._wake(key)  # leaves nothing behind; other waiters just poll again
                 raise Unavailable("Another flush of this user is running; retry later")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            released = self._released.setdefault(key, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), min(delay, left))
+            delay = min(delay * 2, MAX_POLL_SECONDS)
 
     async def _keep(self, key: str, token: str) -> None:
         while True:
