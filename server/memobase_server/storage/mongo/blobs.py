@@ -21,6 +21,7 @@ from memobase_server.storage.mongo.database import (
     Document,
     MongoDatabase,
 )
+from memobase_server.storage.mongo.json_text import from_text, to_text
 
 # Blobs stored under a client's idempotency key, and what is left of them once processed.
 _KEYED = "idempotency_key_used"
@@ -39,7 +40,7 @@ def _to_doc(blob: Blob) -> Document:
         "blob_id": blob.blob_id,
         "blob_type": blob.blob_type.value,
         "blob_data": blob.blob_data,
-        "fields": blob.fields,
+        "fields": to_text(blob.fields),
         "created_at": blob.created_at,
         "updated_at": blob.updated_at,
         "buffer": None,
@@ -65,7 +66,7 @@ def _to_blob(doc: Document) -> Blob:
         blob_id=doc["blob_id"],
         blob_type=BlobType(doc["blob_type"]),
         blob_data=doc["blob_data"],
-        fields=doc.get("fields"),
+        fields=from_text(doc.get("fields")),
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         buffer=BufferEntry(

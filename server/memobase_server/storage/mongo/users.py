@@ -21,6 +21,7 @@ from memobase_server.storage.mongo.database import (
     Document,
     MongoDatabase,
 )
+from memobase_server.storage.mongo.json_text import from_text, to_text
 from memobase_server.storage.mongo.query_audit import allow_scan
 
 UserSortKey = Literal["updated_at", "profile_count", "event_count"]
@@ -41,7 +42,7 @@ def _to_user(doc: Document) -> User:
     return User(
         project_id=doc["project_id"],
         user_id=doc["user_id"],
-        data=doc.get("data"),
+        data=from_text(doc.get("data")),
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
     )
@@ -60,7 +61,7 @@ class MongoUserRepo:
                     "_id": user_key(user.project_id, user.user_id),
                     "project_id": user.project_id,
                     "user_id": user.user_id,
-                    "data": user.data,
+                    "data": to_text(user.data),
                     "created_at": user.created_at,
                     "updated_at": user.updated_at,
                 }
@@ -83,7 +84,7 @@ class MongoUserRepo:
     ) -> bool:
         result = await self._users.update_one(
             {"_id": user_key(project_id, user_id)},
-            {"$set": {"data": data, "updated_at": now}},
+            {"$set": {"data": to_text(data), "updated_at": now}},
         )
         return result.matched_count == 1
 

@@ -4,13 +4,17 @@ A reader fetches the version counter and the cached value in one round trip; a h
 value's tag to equal the counter. On a miss it loads from MongoDB and stores the result tagged
 with the version it saw *before* loading, so a write that landed meanwhile (and bumped the
 counter) leaves that entry stale, never wrong. Writers bump the counter after writing MongoDB.
-Wiping Redis loses only speed: a missing counter reads as 0 and every entry is then missing.
+Wiping Redis loses only speed. A counter that is missing (wiped, evicted, expired) starts again
+from an epoch taken from the clock (milliseconds x 1000), never from 0: a restarted counter
+cannot come back to the tag of a value cached before it was lost. So counters can expire too
+(after twice the values' lifetime without a write).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +25,40 @@ from memobase_server.storage.redis import keys
 log = logging.getLogger(__name__)
 
 
+# KEYS: version, value; ARGV: epoch, version lifetime (ms). The counter, started at the epoch
+# when missing, and the cached value.
+_GET = """
+local version = redis.call('get', KEYS[1])
+if not version then
+  version = ARGV[1]
+  redis.call('set', KEYS[1], version, 'px', ARGV[2])
+end
+return {version, redis.call('get', KEYS[2])}
+"""
+# KEYS: version; ARGV: epoch, version lifetime (ms). The counter, bumped.
+_BUMP = """
+if redis.call('exists', KEYS[1]) == 0 then
+  redis.call('set', KEYS[1], ARGV[1])
+end
+local version = redis.call('incr', KEYS[1])
+redis.call('pexpire', KEYS[1], ARGV[2])
+return version
+"""
+
+
+def _epoch() -> int:
+    return int(time.time() * 1000) * 1000
+
+
 class RedisReadCache:
     def __init__(self, redis: aioredis.Redis, namespace: str, kind: str, ttl_s: int) -> None:
         self._redis = redis
         self._namespace = namespace
         self._kind = kind
         self._ttl_s = max(ttl_s, 1)
+        self._version_ttl_ms = 2 * self._ttl_s * 1000
+        self._get = redis.register_script(_GET)
+        self._bump = redis.register_script(_BUMP)
 
     def _keys(self, project_id: str, user_id: str) -> tuple[str, str]:
         return (
@@ -38,11 +70,13 @@ class RedisReadCache:
         """The current version, and the cached value if it is of that version."""
         version_key, value_key = self._keys(project_id, user_id)
         try:
-            raw_version, raw_value = await self._redis.mget(version_key, value_key)
+            raw_version, raw_value = await self._get(
+                keys=[version_key, value_key], args=[_epoch(), self._version_ttl_ms]
+            )
         except Exception as exc:
             log.warning("read cache unavailable: %r", exc)
             return -1, None
-        version = int(raw_version or 0)
+        version = int(raw_version)
         if raw_value is None:
             return version, None
         cached = json.loads(raw_value)
@@ -66,7 +100,7 @@ class RedisReadCache:
         that lands meanwhile bumps past it."""
         version_key, _ = self._keys(project_id, user_id)
         try:
-            return int(await self._redis.incr(version_key))
+            return int(await self._bump(keys=[version_key], args=[_epoch(), self._version_ttl_ms]))
         except Exception as exc:
             # The entry then lives until its TTL: bounded staleness rather than a failed write.
             log.warning("read cache version not bumped: %r", exc)
