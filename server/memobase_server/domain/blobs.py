@@ -14,6 +14,8 @@ MAX_MESSAGES_PER_BLOB = 1000
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"Unable to parse blob: {where} must be a string")
+    if "\x00" in value:
+        raise InvalidArgument(f"Unable to parse blob: {where} must not contain NUL characters")
     return value
 
 

@@ -16,6 +16,8 @@ def parse_chats(text: str | None) -> list[JsonObject]:
         return []
     try:
         raw = json.loads(text)
+    except RecursionError:
+        raise InvalidArgument("Invalid JSON requests: chats_str is nested too deeply") from None
     except ValueError:
         raise InvalidArgument("Invalid JSON requests: chats_str is not valid JSON") from None
     if not isinstance(raw, list):

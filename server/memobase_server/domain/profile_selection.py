@@ -41,6 +41,10 @@ def parse_topic_limits(text: str | None) -> dict[str, int]:
         return {}
     try:
         raw = json.loads(text)
+    except RecursionError:
+        raise InvalidArgument(
+            "Invalid JSON requests: topic_limits_json is nested too deeply"
+        ) from None
     except ValueError:
         raise InvalidArgument(
             "Invalid JSON requests: topic_limits_json is not valid JSON"

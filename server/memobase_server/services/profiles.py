@@ -27,6 +27,8 @@ def _checked_text(value: str, name: str) -> str:
         raise InvalidArgument(f"Invalid profile attributes: {name} must be a non-empty string")
     if len(value) > MAX_CONTENT_CHARS:
         raise InvalidArgument(f"{name} is longer than {MAX_CONTENT_CHARS} characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"Invalid profile attributes: {name} must not contain NUL characters")
     return value
 
 

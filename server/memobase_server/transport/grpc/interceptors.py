@@ -19,7 +19,7 @@ from grpc.aio import ServicerContext
 from memobase_server.domain.errors import MemobaseError
 from memobase_server.observability.hooks import NO_OBSERVER, RpcObserver
 from memobase_server.services.auth import Authenticator
-from memobase_server.storage.errors import as_unavailable
+from memobase_server.storage.errors import as_rejected, as_unavailable
 from memobase_server.transport.grpc import errors
 from memobase_server.transport.grpc.context import current_principal, current_request_id
 
@@ -93,6 +93,12 @@ class CallInterceptor(ServerInterceptor):
                     code, exc.message, trailing_metadata=errors.trailing_details(exc)
                 )
             except Exception as exc:
+                rejected = as_rejected(exc)
+                if rejected is not None:
+                    code = grpc.StatusCode.INVALID_ARGUMENT
+                    await context.abort(
+                        code, rejected.message, trailing_metadata=errors.trailing_details(rejected)
+                    )
                 unavailable = as_unavailable(exc)
                 if unavailable is not None:
                     code = grpc.StatusCode.UNAVAILABLE
