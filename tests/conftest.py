@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from memobase import MemoBaseClient
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.database import Database
 
 from memobase_server.gen.memobase.v1 import (
@@ -31,6 +31,7 @@ from memobase_server.gen.memobase.v1 import (
     project_pb2_grpc,
     user_pb2_grpc,
 )
+from memobase_server.storage.mongo.database import MongoDatabase
 from tests import servers
 
 ROOT_TOKEN = "test-root-token"
@@ -286,6 +287,18 @@ def channel(stack: Stack) -> Iterator[grpc.Channel]:
 @pytest.fixture(scope="session")
 def root(stack: Stack, channel: grpc.Channel) -> Stubs:
     return Stubs(channel, stack.root_token)
+
+
+@pytest.fixture
+async def mongo_db(mongo_url: str) -> AsyncIterator[MongoDatabase]:
+    """A fresh database of its own on the default stack, through the server's adapter."""
+    name = f"memobase_unit_{uuid.uuid4().hex[:8]}"
+    database = MongoDatabase(mongo_url, name)
+    yield database
+    await database.close()
+    cleaner: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    await cleaner.drop_database(name)
+    await cleaner.close()
 
 
 @pytest.fixture(scope="session")

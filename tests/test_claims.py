@@ -8,11 +8,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from memobase_server.domain.flush_plan import FlushPlan, FlushRecord, FlushState
 from memobase_server.domain.models import Blob, BlobType, BufferEntry, BufferStatus, utcnow
@@ -24,14 +21,8 @@ PROJECT = "p"
 
 
 @pytest.fixture
-async def db(mongo_url: str) -> AsyncIterator[MongoDatabase]:
-    name = f"memobase_claims_{uuid.uuid4().hex[:8]}"
-    database = MongoDatabase(mongo_url, name)
-    yield database
-    await database.close()
-    cleaner: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    await cleaner.drop_database(name)
-    await cleaner.close()
+def db(mongo_db: MongoDatabase) -> MongoDatabase:
+    return mongo_db
 
 
 async def _chats(db: MongoDatabase, user_id: str, count: int) -> list[str]:
@@ -58,9 +49,10 @@ async def _chats(db: MongoDatabase, user_id: str, count: int) -> list[str]:
 
 async def _claim(buffer: MongoBufferRepo, user_id: str) -> tuple[str, list[str]]:
     flush_id = str(uuid.uuid4())
-    entries = await buffer.waiting(
+    batch = await buffer.next_batch(
         PROJECT, user_id, BlobType.CHAT, max_tokens=10_000, max_attempts=3
     )
+    entries = batch.entries
     held = await buffer.claim(PROJECT, user_id, entries, flush_id)
     return flush_id, [b.blob_id for b in held]
 
@@ -86,7 +78,9 @@ async def test_flushes_claiming_at_once_never_hold_the_same_chat(db: MongoDataba
 async def test_a_late_claimer_gets_nothing_once_its_chats_moved_on(db: MongoDatabase) -> None:
     buffer = MongoBufferRepo(db)
     [chat] = await _chats(db, "late", 1)
-    stale = await buffer.waiting(PROJECT, "late", BlobType.CHAT, max_tokens=100, max_attempts=3)
+    stale = (
+        await buffer.next_batch(PROJECT, "late", BlobType.CHAT, max_tokens=100, max_attempts=3)
+    ).entries
     first, held = await _claim(buffer, "late")
     assert held == [chat]
     # The first flush fails and its fences are dropped; the chat waits again as failed.
@@ -128,7 +122,9 @@ async def test_claims_won_by_a_flush_that_died_before_applying_them_are_freed_by
 ) -> None:
     buffer = MongoBufferRepo(db)
     [chat] = await _chats(db, "dead", 1)
-    entries = await buffer.waiting(PROJECT, "dead", BlobType.CHAT, max_tokens=100, max_attempts=3)
+    entries = (
+        await buffer.next_batch(PROJECT, "dead", BlobType.CHAT, max_tokens=100, max_attempts=3)
+    ).entries
     dead_flush = str(uuid.uuid4())
     # The dying flush got as far as its fences (as a cancelled request or a kill -9 can).
     assert await buffer._win_claims(PROJECT, "dead", entries, dead_flush) == [entries[0].key]

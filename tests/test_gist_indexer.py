@@ -10,11 +10,9 @@ import pathlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from pymongo import AsyncMongoClient
 
 from memobase_server.domain.events import Event, EventGist
 from memobase_server.domain.models import utcnow
@@ -42,10 +40,9 @@ class Parts:
 
 @pytest.fixture
 async def parts(
-    mongo_url: str, redis_url: str, scripted_llm: ScriptedLLM, tmp_path: pathlib.Path
+    mongo_db: MongoDatabase, redis_url: str, scripted_llm: ScriptedLLM, tmp_path: pathlib.Path
 ) -> AsyncIterator[Parts]:
-    name = f"memobase_indexer_{uuid.uuid4().hex[:8]}"
-    db = MongoDatabase(mongo_url, name)
+    db = mongo_db
     await db.ensure_indexes()
     embedder = OpenAIEmbedder(
         model="text-embedding-3-small",
@@ -63,10 +60,6 @@ async def parts(
     await index.close()
     await embedder.close()
     await redis.aclose()
-    await db.close()
-    cleaner: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    await cleaner.drop_database(name)
-    await cleaner.close()
 
 
 async def _store_event(

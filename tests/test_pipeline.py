@@ -74,9 +74,11 @@ def test_sync_flush_builds_profile_event_and_gists(
     assert sorted(g["content"] for g in stored_gists) == sorted(tip.splitlines())
     # Vectors live apart from the gists' text, under the same key, so reads never load them.
     assert all("vector" not in g for g in stored_gists)
-    vectors = {v["_id"]: v for v in database["gist_vectors"].find({"user_id": user.user_id})}
-    assert {g["_id"] for g in stored_gists} == set(vectors)
-    assert all(len(v["vector"]) == 256 * 4 for v in vectors.values())  # float32 bytes
+    # One document holds the event's vectors, by gist id: one write per flush.
+    [vectors] = database["gist_vectors"].find({"user_id": user.user_id})
+    assert vectors["event_id"] == event["event_id"]
+    assert {g["gist_id"] for g in stored_gists} == set(vectors["vectors"])
+    assert all(len(v) == 256 * 4 for v in vectors["vectors"].values())  # float32 bytes
 
     # Processed chats are gone (persistent_chat_blobs is off), and nothing waits.
     assert user.get_all(BlobType.chat) == []

@@ -5,13 +5,10 @@ then its own, and old version fences do not pile up."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from memobase_server.domain.profiles import ProfileSlot, UserProfile
 from memobase_server.storage.mongo.database import PROFILE_VERSIONS, MongoDatabase
@@ -22,14 +19,8 @@ WHEN = datetime(2026, 1, 2, tzinfo=UTC)
 
 
 @pytest.fixture
-async def db(mongo_url: str) -> AsyncIterator[MongoDatabase]:
-    name = f"memobase_profiles_{uuid.uuid4().hex[:8]}"
-    database = MongoDatabase(mongo_url, name)
-    yield database
-    await database.close()
-    cleaner: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    await cleaner.drop_database(name)
-    await cleaner.close()
+def db(mongo_db: MongoDatabase) -> MongoDatabase:
+    return mongo_db
 
 
 def _with_slot(profile: UserProfile, sub_topic: str, content: str) -> UserProfile:

@@ -183,22 +183,6 @@ class MongoBufferRepo:
     def _of_user(project_id: str, user_id: str, **more: object) -> Document:
         return {"project_id": project_id, "user_id": user_id, DUE: DUE_BUFFER, **more}
 
-    async def waiting(
-        self,
-        project_id: str,
-        user_id: str,
-        blob_type: BlobType,
-        *,
-        max_tokens: int,
-        max_attempts: int,
-    ) -> list[WaitingEntry]:
-        """The oldest waiting entries (idle, or failed fewer than `max_attempts` times), up
-        to `max_tokens` (at least one)."""
-        batch = await self.next_batch(
-            project_id, user_id, blob_type, max_tokens=max_tokens, max_attempts=max_attempts
-        )
-        return batch.entries
-
     async def next_batch(
         self,
         project_id: str,
@@ -208,7 +192,8 @@ class MongoBufferRepo:
         max_tokens: int,
         max_attempts: int,
     ) -> WaitingBatch:
-        """`waiting`, and whether those were all the entries waiting."""
+        """The oldest waiting entries (idle, or failed fewer than `max_attempts` times), up
+        to `max_tokens` (at least one), and whether those were all the entries waiting."""
         waiting = self._blobs.find(
             {
                 **self._of_user(project_id, user_id),

@@ -1,7 +1,9 @@
 """EventRepo and GistRepo on MongoDB. Ids derive from the flush that made them, so writing an
-event or a gist twice is a no-op. A gist's embedding lives apart from its text, in
-`gist_vectors` under the same `_id`: reads of a timeline never carry vectors, and only the
-indexer loads them. An event whose gists are not all in the vector index yet carries `due`
+event or a gist twice is a no-op. Embeddings live apart from the gists' text, in
+`gist_vectors`: one document per event holding its gists' vectors by gist id (one write per
+flush, not one per gist), or, as layout 2 and the indexer's re-embeddings write them, one per
+gist under the gist's `_id`. Reads of a timeline never carry vectors; only the indexer loads
+them. An event whose gists are not all in the vector index yet carries `due`
 (written after its gists): the indexer clears it with one keyed update per event, where a
 mark on every gist would cost a write per gist. Gists stored by layout 2 carry their own
 `due` until indexed."""
@@ -116,6 +118,29 @@ def vector_document(gist: EventGist) -> Document:
     }
 
 
+def event_vectors_document(event: Event, gists: Sequence[EventGist]) -> Document | None:
+    """The vectors of an event's gists, in one document under the event's key."""
+    with_vectors = [g for g in gists if g.vector is not None]
+    if not with_vectors:
+        return None
+    return {
+        "_id": event_key(event.project_id, event.user_id, event.event_id),
+        "project_id": event.project_id,
+        "user_id": event.user_id,
+        "event_id": event.event_id,
+        "vectors": {g.gist_id: pack_vector(g.vector or ()) for g in with_vectors},
+        "embedding_model": with_vectors[0].embedding_model,
+    }
+
+
+def _stored_vectors(doc: Document) -> dict[str, tuple[bytes | list[float], str | None]]:
+    """Gist id -> (stored vector, model), from either shape of `gist_vectors` document."""
+    model = doc.get("embedding_model")
+    if "vectors" in doc:
+        return {gist_id: (vector, model) for gist_id, vector in doc["vectors"].items()}
+    return {doc["_id"].rsplit(":", 1)[-1]: (doc["vector"], model)}
+
+
 def to_gist(doc: Document) -> EventGist:
     return EventGist(
         project_id=doc["project_id"],
@@ -150,9 +175,8 @@ class MongoEventRepo:
         """Idempotent: an event or gist already stored under its id is left as it is. The
         vectors come first and the event last, due for the index when it has gists: by the
         time the indexer can see the event, everything it needs is stored."""
-        await _insert_ignoring_duplicates(
-            self._vectors, [vector_document(g) for g in gists if g.vector is not None]
-        )
+        vectors = event_vectors_document(event, gists)
+        await _insert_ignoring_duplicates(self._vectors, [vectors] if vectors else [])
         await _insert_ignoring_duplicates(self._gists, [gist_document(g) for g in gists])
         with contextlib.suppress(DuplicateKeyError):
             await self._events.insert_one(event_document(event, due_for_index=bool(gists)))
@@ -232,17 +256,15 @@ class MongoEventEditRepo:
                 "event_id": {"$in": event_ids},
             }
             gists = [to_gist(doc) async for doc in self._gists.find(selector)]
-            vectors = {doc["_id"]: doc async for doc in self._vectors.find(selector)}
+            vectors: dict[str, tuple[bytes | list[float], str | None]] = {}
+            async for doc in self._vectors.find(selector):
+                vectors.update(_stored_vectors(doc))
             for gist in gists:
-                vector = vectors.get(gist_key(gist))
+                stored = vectors.get(gist.gist_id)
                 key = event_key(project_id, user_id, gist.event_id)
                 found.setdefault(key, []).append(
-                    replace(
-                        gist,
-                        vector=unpack_vector(vector["vector"]),
-                        embedding_model=vector.get("embedding_model"),
-                    )
-                    if vector is not None
+                    replace(gist, vector=unpack_vector(stored[0]), embedding_model=stored[1])
+                    if stored is not None
                     else gist
                 )
         return found

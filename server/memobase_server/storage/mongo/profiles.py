@@ -84,7 +84,12 @@ class MongoProfileRepo:
         if not await self.claim_version(doc, expected_version):
             await self._roll_forward(key, expected_version)
             return False
-        return await self._write(doc, expected_version)
+        if await self._write(doc, expected_version):
+            return True
+        # A writer that lost the version to us may have finished our write for us (see
+        # `_roll_forward`): only our fence's document can take the profile past it.
+        current = await self._profiles.find_one({"_id": key}, projection={"version": 1})
+        return current is not None and current["version"] > expected_version
 
     async def claim_version(self, doc: Document, expected_version: int) -> bool:
         """Step one of a save: the next version's fence, holding the document to write."""
