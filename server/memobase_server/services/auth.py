@@ -14,7 +14,7 @@ import secrets
 
 from memobase_server.domain.errors import Unauthenticated
 from memobase_server.domain.models import ROOT_PROJECT_ID, Principal, ProjectStatus
-from memobase_server.storage.ports import ProjectKeyCache, ProjectRepo
+from memobase_server.storage.ports import KeyEntry, ProjectKeyCache, ProjectRepo
 
 _PROJECT_KEY = re.compile(r"^sk-(?P<project>[A-Za-z0-9_]{1,64})-(?P<secret>[0-9a-f]{32,128})$")
 MISSING_TOKEN = "Provide a valid Bearer token in the Authorization header"
@@ -53,16 +53,21 @@ class Authenticator:
         if match is None:
             raise Unauthenticated("Invalid token")
         project_id = match["project"]
-        record = await self._cache.get(project_id)
-        if record is None:
+        version, entry = await self._cache.get(project_id)
+        if entry is None:
             project = await self._projects.get(project_id)
-            if project is None:
-                raise Unauthenticated("Invalid token")
-            record = (project.secret_hash, project.status)
-            await self._cache.put(project_id, *record)
-        secret_hash, status = record
-        if status is not ProjectStatus.ACTIVE or secret_hash is None:
-            raise Unauthenticated("This project's key has been revoked")
-        if not hmac.compare_digest(hash_key(token), secret_hash):
+            entry = (
+                KeyEntry(True, project.secret_hash, project.status)
+                if project is not None
+                else KeyEntry(False)
+            )
+            await self._cache.put(project_id, version, entry)
+        # One answer for an unknown project, a revoked key and a wrong secret: a caller learns
+        # nothing about which project ids exist.
+        if (
+            entry.status is not ProjectStatus.ACTIVE
+            or entry.secret_hash is None
+            or not hmac.compare_digest(hash_key(token), entry.secret_hash)
+        ):
             raise Unauthenticated("Invalid token")
         return Principal(project_id)

@@ -42,6 +42,7 @@ class Projects:
         await self._projects.insert(
             Project(project_id, hash_key(key), ProjectStatus.ACTIVE, None, utcnow())
         )
+        await self._key_cache.changed(project_id)  # it may be cached as unknown
         return project_id, key
 
     async def list(self, principal: Principal) -> list[Project]:
@@ -65,4 +66,4 @@ class Projects:
             project_id, secret_hash, status
         ):
             raise NotFound(f"Project {project_id} not found")
-        await self._key_cache.drop(project_id)
+        await self._key_cache.changed(project_id)

@@ -81,16 +81,26 @@ class ProjectRepo(Protocol):
     async def list(self) -> list[Project]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """What the auth path needs of a project: its key's hash and status; `exists` False for
+    a project id that names no project (so unknown keys cost no database read either)."""
+
+    exists: bool
+    secret_hash: str | None = None
+    status: ProjectStatus | None = None
+
+
 class ProjectKeyCache(Protocol):
-    """Caches a project's key hash and status for the auth path; dropped on every key change."""
+    """Caches the auth path's `KeyEntry` per project, versioned: `get` returns the version to
+    `put` a loaded entry under, and every change of a project's key calls `changed` after
+    writing it, so an entry loaded before the change is never served after it."""
 
-    async def get(self, project_id: str) -> tuple[str | None, ProjectStatus] | None: ...
+    async def get(self, project_id: str) -> tuple[int, KeyEntry | None]: ...
 
-    async def put(
-        self, project_id: str, secret_hash: str | None, status: ProjectStatus
-    ) -> None: ...
+    async def put(self, project_id: str, version: int, entry: KeyEntry) -> None: ...
 
-    async def drop(self, project_id: str) -> None: ...
+    async def changed(self, project_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
