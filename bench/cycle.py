@@ -60,10 +60,7 @@ import math
 import os
 import pathlib
 import platform
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -86,9 +83,9 @@ from bench.reads import (
     Stack,
     _llm_stats,
     _memory_stats,
+    run_bench,
     settle,
     start_stack,
-    wait_for_quiet_start,
 )
 from bench.unary import (
     CLIENT_BOUND,
@@ -97,15 +94,11 @@ from bench.unary import (
     _cores,
     _cpu_model,
     _git_commit,
-    _on_sigterm,
     stack_log_sections,
     start_noop,
 )
 from memobase_server.storage.mongo.database import FLUSHES
 from tests import servers
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 OPS = ("create", "insert", "flush", "first_read", "cached_read", "delete")
 OP_LABELS = {
@@ -1063,18 +1056,8 @@ def _measure(
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _validate(args)
-    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-    started = dt.datetime.now()
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="memobase-bench-cycle-"))
-    keep_workdir = args.keep
-    try:
-        args.start_load = wait_for_quiet_start(args.wait_idle, args.max_load, 30.0)
-        if args.start_load >= args.max_load:
-            print(
-                f"bench: warning: load average {args.start_load:.2f} at start; results will "
-                "be disturbed",
-                file=sys.stderr,
-            )
+
+    def measure(workdir: pathlib.Path, started: dt.datetime) -> tuple[str, bool]:
         print(f"bench: work dir {workdir}", file=sys.stderr, flush=True)
         work = Workload(
             [user_chats(args.seed, n, args.blobs) for n in range(args.users)],
@@ -1084,32 +1067,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         phases = Phases()
         cycles, top = _measure(args, work, workdir, phases)
-        text = report(cycles, top, args, started, phases)
-        print(text)
-        out = args.out or RESULTS_DIR / f"cycle-{started:%Y-%m-%dT%H%M%S}.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"bench: report written to {out}", file=sys.stderr)
         clean = all(c.clean for c in [*cycles, *([top] if top else [])])
-        if not clean:
-            keep_workdir = True
-            print(
-                "bench: !!! ERRORS DURING THE RUN: see the report; numbers are not clean !!!",
-                file=sys.stderr,
-            )
-        return 0 if clean else 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; every child process was stopped", file=sys.stderr)
-        return 130
-    except Exception:
-        keep_workdir = True
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        if keep_workdir:
-            print(f"bench: logs and data kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return report(cycles, top, args, started, phases), clean
+
+    return run_bench("cycle", args, measure)
 
 
 if __name__ == "__main__":

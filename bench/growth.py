@@ -41,7 +41,7 @@ import httpx
 from pymongo import MongoClient
 
 from bench.chats import user_chats
-from bench.reads import start_stack
+from bench.reads import RESULTS_DIR, start_stack
 from memobase_server.domain.events import Event, EventGist
 from memobase_server.domain.models import ROOT_PROJECT_ID, User
 from memobase_server.domain.profiles import ProfileSlot, UserProfile
@@ -53,8 +53,6 @@ from memobase_server.storage.mongo.users import MongoUserRepo
 from memobase_server.storage.ports import GistPoint
 from memobase_server.storage.qdrant.edge import EdgeGistIndex
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 GISTS_PER_EVENT = 5
 SLOTS_PER_PROFILE = 10
 WRITE_BATCH = 2000

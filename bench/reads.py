@@ -1001,15 +1001,19 @@ def _measure(
     return text, all(run.result.clean for run in runs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _validate(args)
+def run_bench(
+    kind: str,
+    args: argparse.Namespace,
+    measure: Callable[[pathlib.Path, dt.datetime], tuple[str, bool]],
+) -> int:
+    """The frame of a benchmark's `main`: a quiet start, a work dir (kept on errors or with
+    `--keep`), the report printed and written to `--out` or `bench/results/<kind>-<time>.md`.
+    `measure(workdir, started)` returns the report and whether the run was clean."""
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     started = dt.datetime.now()
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="memobase-bench-reads-"))
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"memobase-bench-{kind}-"))
     keep_workdir = args.keep
     try:
-        wait_deadline = time.monotonic() + args.wait_idle
         args.start_load = wait_for_quiet_start(args.wait_idle, args.max_load, 30.0)
         if args.start_load >= args.max_load:
             print(
@@ -1017,9 +1021,9 @@ def main(argv: list[str] | None = None) -> int:
                 "be disturbed",
                 file=sys.stderr,
             )
-        text, clean = _measure(args, workdir, wait_deadline, started)
+        text, clean = measure(workdir, started)
         print(text)
-        out = args.out or RESULTS_DIR / f"reads-{started:%Y-%m-%dT%H%M%S}.md"
+        out = args.out or RESULTS_DIR / f"{kind}-{started:%Y-%m-%dT%H%M%S}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         print(f"bench: report written to {out}", file=sys.stderr)
@@ -1042,6 +1046,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: logs and data kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _validate(args)
+    wait_deadline = time.monotonic() + args.wait_idle
+    return run_bench(
+        "reads",
+        args,
+        lambda workdir, started: _measure(args, workdir, wait_deadline, started),
+    )
 
 
 if __name__ == "__main__":

@@ -3,14 +3,9 @@ PROJECT_ID setting; per-project keys hash-tag the project so Redis Cluster keeps
 
 from __future__ import annotations
 
-# A project's key hash and status, read on every call made with a project key. Written on the
-# first use after a miss and dropped whenever the key changes; the TTL only bounds staleness if
-# a drop is ever lost.
+# A project's key hash and status (a versioned read cache entry, `project_keys.py`), read on
+# every call made with a project key.
 PROJECT_KEY_TTL_SECONDS = 3600
-
-
-def project_key(namespace: str, project_id: str) -> str:
-    return f"memobase:{namespace}:auth:{{{project_id}}}"
 
 
 # Flush jobs: one stream and one consumer group for every worker of the deployment.
